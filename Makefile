@@ -1,0 +1,44 @@
+# Two entry points: `make demo` and `make test`. Each sets up what it needs on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Re-install when the dependency list changes.
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SYSSTAMP := $(VENV)/.system-deps
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint bench venv system-deps clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[convert,torch,farm,report,dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+system-deps: $(SYSSTAMP)
+
+$(SYSSTAMP): scripts/install-system-deps.sh
+	scripts/install-system-deps.sh
+	@mkdir -p $(VENV) && touch $@
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/demo.py
+
+test: $(STAMP) $(SYSSTAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) $(SYSSTAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP) $(SYSSTAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
