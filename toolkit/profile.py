@@ -1,0 +1,445 @@
+"""Profile one model on one device: deploy the runner, measure there, return one result document.
+
+    from toolkit.profile import ProfileRequest, profile_model
+    result = profile_model(ProfileRequest("model.int8.tflite", device="ssh://pi@raspberrypi.local",
+                                          profile="rpi5", delegates=("xnnpack",), threads=4))
+
+`profile_model(request, transport=None) -> dict` is the contract the farm calls (docs/internals.md,
+"Profiling"): it returns a document validated by `toolkit.results.Result`, or raises a
+ToolkitError subclass (transient ones have `.transient = True`). Pass an open transport to reuse a
+device connection across calls; otherwise one is opened and closed here.
+
+Two runner modes, chosen per request: `python` ships runner.pyz (cached on the device by content
+hash, like the model) and runs it with the device's Python; `benchmark_model` pushes TFLite's
+benchmark_model binary and parses its output into the same schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import (
+    BadInputError,
+    ConfigError,
+    DeviceSetupError,
+    RunnerCrashedError,
+    ToolkitError,
+    error_from_dict,
+)
+from toolkit.results import SCHEMA, BenchmarkSettings, JobInfo, validate_result
+
+DEFAULT_DELEGATES = ("xnnpack",)
+# Time on top of the measurement budget for runtime import, selection probes, init and parity.
+TIMEOUT_MARGIN_S = 300.0
+# The transport waits this much longer than the runner's own timeout, so the runner reports first.
+TRANSPORT_GRACE_S = 30.0
+PROBE_TIMEOUT_S = 60.0
+CLEANUP_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What to measure, where and how: one cell of a farm matrix or one `edgetk profile` call."""
+
+    model: str | os.PathLike[str]
+    device: str = "local"  # local, ssh://user@host:port, an ssh_config alias, adb://SERIAL
+    device_name: str | None = None  # a farm device's name; defaults to the URI
+    profile: str | None = None  # device profile name or YAML path (profiles/*.yaml)
+    delegates: tuple[str, ...] = ()  # preference order, or ("auto",); () = the profile's order, else xnnpack
+    delegate_options: Mapping[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # None = the profile's first thread count, else the runtime default
+    settings: BenchmarkSettings = field(default_factory=BenchmarkSettings)
+    inputs: str | os.PathLike[str] | None = None  # .npy/.npz in the source layout; None = random
+    seed: int = 0  # for random inputs
+    runtime: str | None = None  # ai_edge_litert | tflite_runtime | tensorflow; None = the device's first
+    runner: str | None = None  # "python" | "benchmark_model"; None = benchmark_model if a binary is given
+    benchmark_model: str | os.PathLike[str] | None = None  # local path of TFLite's benchmark_model binary
+    python: str | None = None  # the device's Python; None = transport option, then profile, then python3
+    transport_options: Any = None  # dict or SshOptions/AdbOptions/LocalOptions, when no transport is passed
+    parity: bool = True  # compare outputs with the plain CPU reference on the device
+    timeout_s: float | None = None  # whole-measurement timeout on the device; None = from the settings
+    job: JobInfo | Mapping[str, Any] | None = None  # set by the farm
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The model as the controller sees it."""
+
+    path: Path
+    sha256: str
+    size: int
+    metadata: dict[str, Any] | None
+
+    def info(self) -> dict[str, Any]:
+        meta = self.metadata or {}
+        return {
+            "path": str(self.path),
+            "name": self.path.name,
+            "sha256": self.sha256,
+            "size_bytes": self.size,
+            "variant": meta.get("variant"),
+            "source_sha256": (meta.get("source") or {}).get("sha256"),
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request resolved against the device profile and the transport."""
+
+    delegates: tuple[str, ...]
+    threads: int | None
+    runtime: str | None
+    runner: str
+    python: str
+    benchmark_model: Path | None
+    thermal_zones: tuple[str, ...]
+    profile_delegates: dict[str, Any]
+    profile_name: str | None
+    workdir: str
+    timeout_s: float
+
+
+# --- local files ----------------------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a local file (cached per path, size and mtime)."""
+    stat = path.stat()
+    return _sha256_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_file(path: str | os.PathLike[str]) -> ModelFile:
+    """Hash, size and edgetk metadata of a .tflite file; BadInputError if it is not one."""
+    from delegates.metadata import read_metadata
+
+    model = Path(path).expanduser()
+    if not model.is_file():
+        raise BadInputError(f"{model}: no such model file", "give the path of a .tflite file")
+    if model.stat().st_size == 0:
+        raise BadInputError(f"{model}: the file is empty", "re-run the conversion that produced it")
+    try:
+        metadata = read_metadata(model)
+    except ToolkitError as error:
+        raise BadInputError(f"{model}: not a valid .tflite model ({error.message})", "re-run the conversion") from error
+    return ModelFile(model, sha256_file(model), model.stat().st_size, metadata)
+
+
+# --- planning -------------------------------------------------------------------------------------
+
+
+def _load_profile(name: str | None) -> Any:
+    if not name:
+        return None
+    from toolkit.device_profiles import load_profile
+
+    return load_profile(name)
+
+
+def _profile_value(profile: Any, *path: str) -> Any:
+    """profile.a.b… or None, for optional sections of a device profile."""
+    value = profile
+    for name in path:
+        value = getattr(value, name, None) if value is not None else None
+    return value
+
+
+def _profile_delegates(profile: Any) -> dict[str, Any]:
+    delegates = _profile_value(profile, "delegates")
+    if not delegates:
+        return {}
+    if hasattr(delegates, "items"):
+        return {name: (spec.model_dump() if hasattr(spec, "model_dump") else spec) for name, spec in delegates.items()}
+    return {}
+
+
+def default_timeout(settings: BenchmarkSettings) -> float:
+    """Warmup and timed runs can each take max_s; add cooldown and a margin for everything else."""
+    cooldown = settings.cooldown_max_s if settings.cooldown_below_c is not None else 0.0
+    return 2 * settings.max_s + cooldown + TIMEOUT_MARGIN_S
+
+
+def plan_run(request: ProfileRequest, profile: Any, transport: Any) -> Plan:
+    """Resolve what the request leaves open from the profile, the transport and the defaults."""
+    preferred = tuple(_profile_value(profile, "preferred_delegates") or ())
+    threads_choices = tuple(_profile_value(profile, "threads") or ())
+    binary = request.benchmark_model or _profile_value(profile, "runner", "benchmark_model")
+    runner = request.runner or ("benchmark_model" if request.benchmark_model else "python")
+    if runner not in RUNNER_MODES:
+        raise ConfigError(f"unknown runner {runner!r}", f"use one of {', '.join(RUNNER_MODES)}")
+    if runner == "benchmark_model" and not binary:
+        raise ConfigError(
+            "the benchmark_model runner needs the binary",
+            "pass --benchmark-model PATH (TFLite's benchmark_model built for the device) or set runner.benchmark_model in the profile",
+        )
+    return Plan(
+        delegates=tuple(request.delegates) or preferred or DEFAULT_DELEGATES,
+        threads=request.threads if request.threads is not None else (threads_choices[0] if threads_choices else None),
+        runtime=request.runtime or _profile_value(profile, "runtime"),
+        runner=runner,
+        python=request.python
+        or getattr(transport, "python", None)
+        or _profile_value(profile, "runner", "python")
+        or "python3",
+        benchmark_model=Path(binary).expanduser() if binary else None,
+        thermal_zones=tuple(_profile_value(profile, "thermal_zones") or ()),
+        profile_delegates=_profile_delegates(profile),
+        profile_name=_profile_value(profile, "name") or request.profile,
+        workdir=_profile_value(profile, "runner", "workdir") or transport.workdir,
+        timeout_s=float(request.timeout_s) if request.timeout_s else default_timeout(request.settings),
+    )
+
+
+# --- the python runner ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteLayout:
+    """Where edgetk keeps its files on a device (cache by content hash, one folder per run)."""
+
+    workdir: str
+
+    def runner(self, sha256: str) -> str:
+        return posixpath.join(self.workdir, "runner", f"runner-{sha256}.pyz")
+
+    def model(self, sha256: str) -> str:
+        return posixpath.join(self.workdir, "models", f"{sha256}.tflite")
+
+    def inputs(self, sha256: str, suffix: str) -> str:
+        return posixpath.join(self.workdir, "inputs", f"{sha256}{suffix}")
+
+    def run_folder(self, run_id: str) -> str:
+        return posixpath.join(self.workdir, "runs", run_id)
+
+    def folders(self) -> list[str]:
+        return [posixpath.join(self.workdir, name) for name in ("runner", "models", "inputs", "runs")]
+
+
+def probe_device(transport: Any, python: str, layout: RemoteLayout, paths: list[str]) -> dict[str, Any]:
+    """Check the device's Python in one round trip; create the cache folders; report cached files."""
+    from toolkit.runner.probe import PROBE_SCRIPT, parse_probe
+
+    argument = json.dumps({"mkdirs": layout.folders(), "exists": paths})
+    result = transport.run([python, "-c", PROBE_SCRIPT, argument], timeout=PROBE_TIMEOUT_S, check=False)
+    report = parse_probe(result.stdout)
+    if report is not None:
+        return report
+    if result.returncode in (126, 127) or "not found" in result.stderr.lower():
+        raise DeviceSetupError(
+            f"no Python at {python!r} on {transport.uri}",
+            "install Python 3.9+ with numpy and a TFLite runtime on the device (e.g. apt install python3-numpy; "
+            "pip install ai-edge-litert), or point --python / the profile's runner.python at one",
+            stderr_tail=result.stderr[-2000:],
+        )
+    raise DeviceSetupError(
+        f"{python!r} on {transport.uri} could not run edgetk's setup check (exit {result.returncode})",
+        "the runner needs Python 3.9 or newer; check `python3 --version` on the device",
+        stderr_tail=result.stderr[-2000:],
+        stdout_tail=result.stdout[-2000:],
+    )
+
+
+def _upload(transport: Any, local: Path, remote: str, cached: bool, uploads: list[str]) -> None:
+    if not cached:
+        transport.push(str(local), remote)
+        uploads.append(remote)
+
+
+def _runner_request(request: ProfileRequest, plan: Plan, paths: dict[str, str | None], nonce: str) -> dict[str, Any]:
+    return {
+        "model": paths["model"],
+        "inputs": paths["inputs"],
+        "delegates": list(plan.delegates),
+        "delegate_options": dict(request.delegate_options),
+        "profile_delegates": plan.profile_delegates,
+        "threads": plan.threads,
+        "runtime": plan.runtime,
+        "settings": request.settings.model_dump(mode="json"),
+        "thermal_zones": list(plan.thermal_zones),
+        "seed": request.seed,
+        "parity": request.parity,
+        "rundir": paths["rundir"],
+        "nonce": nonce,
+        "timeout_s": plan.timeout_s,
+    }
+
+
+def run_python_runner(transport: Any, request: ProfileRequest, plan: Plan, model: ModelFile) -> dict[str, Any]:
+    """Deploy runner.pyz, the model and inputs (each only if not cached), run, return the device document."""
+    from toolkit.runner.pack import build_runner
+    from toolkit.runner.probe import check_setup
+
+    package = build_runner()
+    layout = RemoteLayout(plan.workdir)
+    inputs = Path(request.inputs).expanduser() if request.inputs else None
+    if inputs is not None and not inputs.is_file():
+        raise BadInputError(f"{inputs}: no such inputs file", "give an .npy or .npz file in the source model's layout")
+    paths: dict[str, str | None] = {
+        "runner": layout.runner(package.sha256),
+        "model": layout.model(model.sha256),
+        "inputs": layout.inputs(sha256_file(inputs), inputs.suffix.lower()) if inputs else None,
+        "rundir": layout.run_folder(uuid.uuid4().hex),
+    }
+    wanted = [p for p in (paths["runner"], paths["model"], paths["inputs"]) if p]
+    report = probe_device(transport, plan.python, layout, wanted)
+    check_setup(report, plan.python, plan.runtime)
+    cached = report.get("exists", {})
+    uploads: list[str] = []
+    _upload(transport, package.path, paths["runner"], cached.get(paths["runner"], False), uploads)
+    _upload(transport, model.path, paths["model"], cached.get(paths["model"], False), uploads)
+    if inputs is not None:
+        _upload(transport, inputs, paths["inputs"], cached.get(paths["inputs"], False), uploads)
+    document = _run_runner(transport, plan, paths, request)
+    document["uploads"] = uploads
+    document["setup"] = report
+    return document
+
+
+def _run_runner(transport: Any, plan: Plan, paths: dict[str, Any], request: ProfileRequest) -> dict[str, Any]:
+    from toolkit.runner.protocol import encode_request, unframe
+
+    nonce = uuid.uuid4().hex
+    token = encode_request(_runner_request(request, plan, paths, nonce))
+    argv = [plan.python, paths["runner"], "profile", token]
+    finished = False
+    try:
+        result = transport.run(argv, timeout=plan.timeout_s + TRANSPORT_GRACE_S, check=False)
+        document = unframe(result.stdout, nonce)
+        finished = document is not None and document.get("rundir_removed", False)
+    finally:
+        if not finished:
+            _remove_quietly(transport, paths["rundir"])
+    if document is None:
+        raise _no_document_error(result, transport.uri)
+    if "error" in document:
+        raise error_from_dict(document["error"])
+    document["runner_log_tail"] = result.stderr[-4000:]
+    return document
+
+
+def _remove_quietly(transport: Any, path: str) -> None:
+    """Best effort: a device that just failed may not answer."""
+    try:
+        transport.run(["rm", "-rf", "--", path], timeout=CLEANUP_TIMEOUT_S, check=False)
+    except ToolkitError:
+        pass
+
+
+def _no_document_error(result: Any, uri: str) -> ToolkitError:
+    """The runner said nothing we can read: it (or its interpreter) died, or the command never ran."""
+    from toolkit.runner.supervisor import crashed
+
+    code = result.returncode
+    if code < 0:
+        return crashed(-code, result.stderr[-2000:])
+    if 128 < code < 128 + 65:
+        return crashed(code - 128, result.stderr[-2000:])
+    if code in (126, 127):
+        return DeviceSetupError(f"the runner could not be started on {uri} (exit {code})", result.stderr.strip()[-300:])
+    return RunnerCrashedError(
+        f"the runner on {uri} exited with {code} without a result",
+        "run with --debug to see the device's output",
+        returncode=code,
+        stderr_tail=result.stderr[-2000:],
+        stdout_tail=result.stdout[-2000:],
+    )
+
+
+# --- the benchmark_model runner -------------------------------------------------------------------
+
+
+def run_benchmark_model(transport: Any, request: ProfileRequest, plan: Plan, model: ModelFile) -> dict[str, Any]:
+    """Push TFLite's benchmark_model and the model; run it; parse its output into the device document."""
+    from toolkit.runner.bm_mode import run_benchmark_model_binary
+
+    return run_benchmark_model_binary(transport, request, plan, model)
+
+
+RunnerMode = Callable[[Any, ProfileRequest, Plan, ModelFile], dict]
+
+RUNNER_MODES: dict[str, RunnerMode] = {"python": run_python_runner, "benchmark_model": run_benchmark_model}
+
+
+# --- the result -----------------------------------------------------------------------------------
+
+
+def _job(job: Any) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return job.model_dump(mode="json") if hasattr(job, "model_dump") else dict(job)
+
+
+def assemble_result(
+    request: ProfileRequest, plan: Plan, model: ModelFile, transport: Any, device: dict[str, Any], duration_s: float
+) -> dict[str, Any]:
+    """Controller facts + the device document -> one result document (validated)."""
+    config = device.get("config") or {}
+    document = {
+        "schema": SCHEMA,
+        "status": "ok",
+        "model": model.info(),
+        "device": {
+            "name": request.device_name or request.device,
+            "uri": request.device,
+            "transport": transport.kind,
+            "profile": plan.profile_name,
+            "fingerprint": device.get("fingerprint") or {},
+        },
+        "config": {
+            "delegate_request": list(plan.delegates),
+            "delegate": config.get("delegate"),
+            "delegate_options": config.get("delegate_options") or dict(request.delegate_options),
+            "threads": config.get("threads", plan.threads),
+            "runner": plan.runner,
+            "inputs": Path(request.inputs).name if request.inputs else "random",
+            "settings": request.settings.model_dump(mode="json"),
+        },
+        "timings": device.get("timings") or {},
+        "memory": device.get("memory") or {},
+        "delegation": device.get("delegation") or {},
+        "selection": device.get("selection") or {},
+        "parity": device.get("parity"),
+        "thermal": device.get("thermal"),
+        "warnings": list(device.get("warnings") or []),
+        "job": _job(request.job),
+        "duration_s": round(duration_s, 3),
+    }
+    return validate_result(document).to_dict()
+
+
+def profile_model(request: ProfileRequest, transport: Any = None) -> dict[str, Any]:
+    """Measure `request.model` on `request.device`; return one validated result document."""
+    started = time.perf_counter()
+    model = model_file(request.model)
+    profile = _load_profile(request.profile)
+    owned = transport is None
+    if owned:
+        from toolkit.transports import open_transport
+
+        transport = open_transport(request.device, request.transport_options)
+    try:
+        plan = plan_run(request, profile, transport)
+        device = RUNNER_MODES[plan.runner](transport, request, plan, model)
+    finally:
+        if owned:
+            transport.close()
+    return assemble_result(request, plan, model, transport, device, time.perf_counter() - started)

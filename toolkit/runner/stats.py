@@ -1,0 +1,77 @@
+"""Latency statistics: percentiles, moments, and a distribution-free CI for the median."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+# Above this many samples the binomial's normal approximation is exact enough for CI ranks.
+_EXACT_BINOMIAL_LIMIT = 1000
+_Z95 = 1.959963984540054
+
+
+def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
+    """0-based ranks (lo, hi) of sorted samples bounding the median with `confidence`; None if n is too small.
+
+    The interval [x_(j), x_(n-j+1)] covers the median with probability 1 - 2·P(B ≤ j-1), B ~ Bin(n, ½),
+    whatever the distribution of the samples.
+    """
+    alpha_half = (1.0 - confidence) / 2.0
+    if n > _EXACT_BINOMIAL_LIMIT:
+        j = math.floor((n - _Z95 * math.sqrt(n)) / 2.0)
+        return (j - 1, n - j) if j >= 1 else None
+    j = _largest_rank_within(n, alpha_half)
+    return (j - 1, n - j) if j >= 1 else None
+
+
+def _largest_rank_within(n: int, alpha_half: float) -> int:
+    """Largest j with P(Bin(n, ½) ≤ j-1) ≤ alpha_half, in exact integer arithmetic; 0 when none."""
+    total = 1 << n
+    limit = alpha_half * total
+    cumulative = 0
+    term = 1  # comb(n, k)
+    j = 0
+    for k in range(n // 2 + 1):
+        cumulative += term
+        if cumulative > limit:
+            break
+        j = k + 1
+        term = term * (n - k) // (k + 1)
+    return j
+
+
+def median_ci_rel(sorted_samples: Sequence[float], confidence: float = 0.95) -> float | None:
+    """Half-width of the median's CI divided by the median; None when it cannot be computed yet."""
+    ranks = median_ci_ranks(len(sorted_samples), confidence)
+    if ranks is None:
+        return None
+    lo, hi = ranks
+    median = _median_of_sorted(sorted_samples)
+    if median <= 0:
+        return None
+    return (sorted_samples[hi] - sorted_samples[lo]) / 2.0 / median
+
+
+def _median_of_sorted(values: Sequence[float]) -> float:
+    n = len(values)
+    mid = n // 2
+    return float(values[mid]) if n % 2 else (float(values[mid - 1]) + float(values[mid])) / 2.0
+
+
+def summarize(samples_ms: Sequence[float]) -> dict[str, float | None]:
+    """p50/p90/p99 (linear interpolation), mean, population std (as benchmark_model), min and max."""
+    if not len(samples_ms):
+        return dict.fromkeys(("p50", "p90", "p99", "mean", "std", "min", "max"))
+    values = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
