@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from toolkit.output import emit_json, json_option, print_table, stderr_console, stdout_console
+from toolkit.output import emit_json, json_option, print_table
 
 FARM_FILE = click.Path(exists=True, dir_okay=False)
 
@@ -78,7 +78,7 @@ def validate_cmd(farm_file: str, as_json: bool) -> None:
     models = ", ".join(
         f"{name} ({'/'.join(v for v in variants if v) or 'tflite'})" for name, variants in summary["models"].items()
     )
-    stdout_console().print(
+    click.echo(
         f"{farm_file}: ok - farm {loaded.name!r}: {len(units)} model(s) [{models}], "
         f"{len(summary['devices'])} device(s), {len(jobs)} job(s), executor {loaded.config.executor}"
     )
@@ -114,7 +114,7 @@ def plan_cmd(farm_file: str, store: str | None, as_json: bool) -> None:
         table,
     )
     counts = Counter(j["state"] for j in listed)
-    stdout_console().print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
 
 
 @farm.command("run")
@@ -147,13 +147,13 @@ def _finish(loaded: Any, summary: Any, as_json: bool) -> None:
     from toolkit.errors import FarmIncompleteError
 
     counts = summary.counts()
-    _, rows = _job_states(loaded)
-    problems = [r for r in rows.values() if r["status"] != "ok"]
+    jobs, rows = _job_states(loaded)
+    problems = [rows[j.job_id] for j in jobs if j.job_id in rows and rows[j.job_id]["status"] != "ok"]
     if not as_json:
-        console = stderr_console()
-        console.print(
+        click.echo(
             f"farm {loaded.name}: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped this run "
-            f"({summary.already_done} already done) in {summary.wall_s:.1f} s -> {loaded.store_path}"
+            f"({summary.already_done} already done) in {summary.wall_s:.1f} s -> {loaded.store_path}",
+            err=True,
         )
     if problems:
         kinds = Counter(r["error_kind"] or r["status"] for r in problems)

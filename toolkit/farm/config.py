@@ -50,7 +50,7 @@ class ModelSpec(_Strict):
 
     @property
     def label(self) -> str:
-        return self.name or Path(self.path).name.split(".")[0]
+        return self.name or Path(self.path).stem
 
 
 class DeviceSpec(_Strict):
