@@ -359,14 +359,7 @@ def _replaced_nodes(part: dict[str, Any], producer: dict[int, int], by_index: di
 
 
 def is_integer_model(model: TFLiteModel) -> bool:
-    """True when the main compute ops run on quantized integer tensors."""
-    graph = model.main
-    compute = [op for op in graph.operators if op.name not in ("QUANTIZE", "DEQUANTIZE")]
-    if not compute:
-        return False
-    integer = 0
-    for op in compute:
-        outs = [graph.tensors[i] for i in op.outputs if i >= 0]
-        if outs and all(t.dtype in QUANTIZED_IO and t.quantization for t in outs):
-            integer += 1
-    return integer * 2 > len(compute)
+    """True when the graph computes in 8-bit integers (full-integer quantization)."""
+    from delegates.compat import is_full_integer
+
+    return is_full_integer(model)
