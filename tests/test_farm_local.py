@@ -1,0 +1,202 @@
+"""`edgetk farm run` end to end on the local device with the real profiler: results stored once,
+deterministic failures not retried, resume after SIGKILL and after Ctrl-C, JSON progress events."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers.procs import children_of
+from toolkit.errors import ExitCode
+from toolkit.results import validate_result
+from toolkit.store import open_store
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = "settings: {warmup_runs: 1, warmup_min_s: 0.0, num_runs: 20, min_s: 0.05, max_s: 2}\n"
+
+
+@pytest.fixture
+def farm_dir(tmp_path, tflite_cnn_fp32, tflite_cnn_int8, tflite_corrupt) -> Path:
+    shutil.copy(tflite_cnn_fp32, tmp_path / "cnn_fp32.tflite")
+    shutil.copy(tflite_cnn_int8, tmp_path / "cnn_int8.tflite")
+    shutil.copy(tflite_corrupt, tmp_path / "broken.tflite")
+    return tmp_path
+
+
+def edgetk(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+
+
+def events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_run_stores_each_job_once_and_resume_runs_nothing_twice(farm_dir):
+    farm = farm_dir / "farm.yaml"
+    farm.write_text(
+        "name: local-e2e\nmodels: [cnn_fp32.tflite, cnn_int8.tflite, broken.tflite]\n"
+        "matrix: {delegates: [xnnpack, default], threads: [1, 2]}\n"
+        + QUICK
+        + "retries: {attempts: 3, backoff_s: 0.1}\n"
+    )
+    first = edgetk("farm", "run", str(farm), "--json")
+    assert first.returncode == ExitCode.FARM_INCOMPLETE, first.stderr  # the broken model cannot succeed
+    assert "4 job(s) not done (4 bad_input)" in first.stderr
+    stream = events(first.stdout)
+    assert stream[0]["event"] == "farm_started"
+    assert stream[0]["planned"] == 12
+    assert stream[-1]["event"] == "farm_finished"
+    finished = [e for e in stream if e["event"] == "job_finished"]
+    assert len(finished) == 12
+    broken = [e for e in finished if "broken" in e["job"]]
+    assert {e["status"] for e in broken} == {"failed"}
+    assert all(e["attempts"] == 1 for e in broken)  # a rejected model is not retried
+    assert not [e for e in stream if e["event"] == "job_retry"]
+
+    with open_store(farm_dir / "local-e2e.results.db") as store:
+        rows = store.rows("local-e2e")
+        assert len(rows) == 12
+        assert len({r["job_id"] for r in rows}) == 12
+        assert sorted(r["status"] for r in rows).count("ok") == 8
+        for document in store.documents("local-e2e"):
+            result = validate_result(document)
+            assert result.job is not None
+            if result.status == "ok":
+                assert result.timings.p50 > 0
+                assert result.config.threads in (1, 2)
+        failure = next(d for d in store.documents("local-e2e", statuses=["failed"]))
+        assert failure["error"]["kind"] == "bad_input"
+        assert "not a valid" in failure["error"]["message"]
+
+    again = edgetk("farm", "run", str(farm), "--json")
+    assert again.returncode == ExitCode.FARM_INCOMPLETE
+    resumed = events(again.stdout)
+    assert resumed[0]["pending"] == 0  # deterministic failures are kept, successes are done
+    assert not [e for e in resumed if e["event"] == "job_started"]
+
+    retried = edgetk("farm", "run", str(farm), "--json", "--retry-failed")
+    assert events(retried.stdout)[0]["pending"] == 4
+    with open_store(farm_dir / "local-e2e.results.db") as store:
+        assert len(store.rows("local-e2e")) == 12
+
+    status = edgetk("farm", "status", str(farm), "--json")
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["totals"] == {"done": 8, "failed": 4, "skipped": 0, "remaining": 0}
+
+    report = edgetk("report", str(farm_dir / "local-e2e.results.db"), "-o", str(farm_dir / "report.html"))
+    assert report.returncode == 0, report.stderr
+    assert "data:image/png;base64," in (farm_dir / "report.html").read_text()
+
+
+def _start(farm: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "toolkit.cli", "farm", "run", str(farm), "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_finished_jobs(proc: subprocess.Popen, count: int) -> list[dict]:
+    seen: list[dict] = []
+    while len([e for e in seen if e["event"] == "job_finished"]) < count:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"farm run ended early: {proc.wait()} {proc.stderr.read()[-2000:]}")
+        seen.append(json.loads(line))
+    return seen
+
+
+def _kill_leftovers(pids: list[int]) -> None:
+    """The runner children of a killed controller: stop them by PID (they are ours)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _slow_farm(farm_dir: Path, name: str) -> Path:
+    farm = farm_dir / f"{name}.yaml"
+    farm.write_text(
+        f"name: {name}\nmodels: [cnn_fp32.tflite, cnn_int8.tflite]\n"
+        "matrix: {delegates: [xnnpack], threads: [1, 2, 3, 4]}\n"
+        "settings: {warmup_runs: 1, warmup_min_s: 0.0, num_runs: 100000, min_s: 0.4, max_s: 0.4}\n"
+    )
+    return farm
+
+
+def test_sigkill_of_the_controller_then_resume_loses_and_duplicates_nothing(farm_dir):
+    farm = _slow_farm(farm_dir, "killed")
+    proc = _start(farm)
+    try:
+        before_kill = _wait_for_finished_jobs(proc, 3)
+        leftovers = children_of(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _kill_leftovers(leftovers)
+    finished_before = {e["job_id"] for e in before_kill if e["event"] == "job_finished"}
+
+    with open_store(farm_dir / "killed.results.db") as store:
+        stored = store.status_by_job("killed")
+        for document in store.documents("killed"):
+            validate_result(document)  # whatever was stored is whole
+    assert finished_before <= set(stored)  # reported finished means stored
+    assert len(stored) < 8
+
+    resumed = edgetk("farm", "run", str(farm), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    stream = events(resumed.stdout)
+    assert stream[0]["pending"] == 8 - len(stored)
+    rerun = {e["job_id"] for e in stream if e["event"] == "job_finished"}
+    assert not rerun & set(stored)  # nothing that was stored ran again
+    with open_store(farm_dir / "killed.results.db") as store:
+        rows = store.rows("killed")
+    assert len(rows) == 8
+    assert len({r["job_id"] for r in rows}) == 8
+    assert {r["status"] for r in rows} == {"ok"}
+
+
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_stores_no_partial_result(farm_dir):
+    farm = _slow_farm(farm_dir, "interrupted")
+    proc = _start(farm)
+    try:
+        seen = _wait_for_finished_jobs(proc, 1)
+        leftovers = children_of(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _kill_leftovers(leftovers)
+    time.sleep(0.2)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "interrupted" in err
+    assert f"resume with: edgetk farm run {farm}" in err
+    seen += events(out)
+    assert seen[-1]["event"] == "farm_interrupted"
+    reported = {e["job_id"] for e in seen if e["event"] == "job_finished"}
+    with open_store(farm_dir / "interrupted.results.db") as store:
+        stored = set(store.status_by_job("interrupted"))
+    assert stored == reported  # exactly the jobs it said were finished; the running one was abandoned
+
+    resumed = edgetk("farm", "run", str(farm), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    with open_store(farm_dir / "interrupted.results.db") as store:
+        assert len(store.rows("interrupted")) == 8
