@@ -17,7 +17,7 @@ import subprocess
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,12 +136,15 @@ def run_process(
     stdin: Stdin = None,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
-    timeout_message: str | None = None,
+    what: str | None = None,
+    on_timeout: Callable[[bytes, bytes], None] | None = None,
 ) -> ProcessOutput:
     """Run a local child in its own process group; on timeout kill the whole group.
 
     The child gets its own session so a timeout or Ctrl-C can kill it together with anything it
     started (an ssh or adb client and its helpers) without touching our own process group.
+    `what` names the command in the timeout message; `on_timeout(stdout, stderr)` runs after the kill, before the error is raised (the ssh
+    transport uses it to kill the command on the device too).
     """
     data = stdin.encode() if isinstance(stdin, str) else stdin
     start = time.perf_counter()
@@ -158,8 +161,10 @@ def run_process(
         out, err = proc.communicate(data, timeout=timeout)
     except subprocess.TimeoutExpired:
         out, err = _kill_group(proc)
+        if on_timeout is not None:
+            on_timeout(out, err)
         raise CommandTimeoutError(
-            timeout_message or f"`{_shorten(shlex.join(argv))}` timed out after {timeout:g} s",
+            f"{what or '`' + _shorten(shlex.join(argv)) + '`'} timed out after {timeout:g} s",
             "raise the timeout, or check whether the device is overloaded or hung",
             argv=list(argv),
             timeout_s=timeout,
@@ -173,16 +178,21 @@ def run_process(
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
-    """SIGKILL the child's process group and collect what it printed so far."""
+    """SIGKILL the child's process group; return everything it printed (read so far or after)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     try:
-        out, err = proc.communicate(timeout=5)
-    except subprocess.TimeoutExpired:  # a grandchild that left the group still holds the pipes
-        proc.kill()
-        out, err = b"", b""
+        out, err = proc.communicate(timeout=1)
+    except subprocess.TimeoutExpired as expired:
+        # Someone outside the group still holds our pipes (an ssh ControlMaster is handed the
+        # client's descriptors): stop waiting. Popen keeps earlier reads, so nothing is lost.
+        out, err = expired.output, expired.stderr
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     return out or b"", err or b""
 
 

@@ -1,0 +1,276 @@
+"""The ssh transport end to end: the real OpenSSH client against a private sshd on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.servers.procs import process_state, wait_for
+from tests.servers.sshd import SshKey
+from toolkit.errors import (
+    AuthError,
+    CommandTimeoutError,
+    DeviceError,
+    DeviceLostError,
+    ExitCode,
+    HostKeyError,
+    RemoteCommandError,
+    UnreachableError,
+)
+from toolkit.transports import open_transport
+from toolkit.transports.base import is_temporary_name
+
+pytestmark = pytest.mark.network
+
+WEIRD = 'dir with space/it\'s "quoted" $HOME; *.x'
+
+
+def test_run_returns_output_and_exit_code(ssh_transport):
+    result = ssh_transport.run(["sh", "-c", "echo out; echo err >&2; exit 0"])
+    assert (result.returncode, result.stdout, result.stderr) == (0, "out\n", "err\n")
+    failed = ssh_transport.run(["sh", "-c", "echo last words >&2; exit 3"], check=False)
+    assert failed.returncode == 3
+    assert failed.stderr == "last words\n"
+    with pytest.raises(RemoteCommandError) as info:
+        ssh_transport.run(["sh", "-c", "echo last words >&2; exit 3"])
+    assert info.value.details["returncode"] == 3
+    assert "last words" in info.value.message
+
+
+def test_arguments_reach_the_device_unchanged(ssh_transport):
+    args = ["a b", "it's", '"q"', "$HOME", "`id`", "; rm -rf /", "*", "new\nline", ""]
+    result = ssh_transport.run(["printf", "%s|", *args])
+    assert result.stdout == "|".join(args) + "|"
+
+
+def test_stdin_and_binary_safe_output(ssh_transport):
+    assert ssh_transport.run(["cat"], stdin="through ssh").stdout == "through ssh"
+    assert ssh_transport.run(["sh", "-c", "exit 255"], check=False).returncode == 255  # the command's own 255
+    assert ssh_transport.run(["no-such-program-edgetk"], check=False).returncode == 127
+
+
+def test_connection_is_reused_and_closed(sshd, ssh_transport):
+    for _ in range(5):
+        ssh_transport.run(["true"])
+    assert ssh_transport.master_running()
+    assert sshd.log.read_text().count("Accepted publickey") == 1  # five commands, one login
+    control_dir = os.path.dirname(ssh_transport.control_path)
+    ssh_transport.close()
+    assert not os.path.exists(control_dir)
+    wait_for(lambda: sshd.session_pids() == [], 10, "the server-side session to end")
+
+
+def test_without_multiplexing_each_command_logs_in(sshd):
+    with open_transport(sshd.uri, sshd.transport_options(multiplex=False)) as transport:
+        transport.run(["true"])
+        transport.run(["true"])
+    assert sshd.log.read_text().count("Accepted publickey") == 2
+
+
+def test_ssh_config_alias(sshd):
+    with open_transport(sshd.alias, sshd.alias_options()) as transport:
+        assert transport.kind == "ssh"
+        assert transport.run(["echo", "via alias"]).stdout == "via alias\n"
+
+
+def test_push_pull_with_spaces_and_quotes(ssh_transport, tmp_path):
+    data = os.urandom(300_000)
+    source = tmp_path / "model.tflite"
+    source.write_bytes(data)
+    folder = f"{ssh_transport.workdir}/{WEIRD}"
+    ssh_transport.mkdir(folder)
+    remote = f"{folder}/m 'x'.tflite"
+    ssh_transport.push(source, remote)
+    assert Path(remote).read_bytes() == data  # the "device" is this machine
+    assert ssh_transport.exists(remote)
+    assert ssh_transport.sha256(remote) == hashlib.sha256(data).hexdigest()
+    assert ssh_transport.size(remote) == len(data)
+    assert [p for p in os.listdir(folder) if is_temporary_name(p)] == []
+    back = tmp_path / "back" / "copy.tflite"
+    ssh_transport.pull(remote, back)
+    assert back.read_bytes() == data
+    ssh_transport.remove(f"{ssh_transport.workdir}/dir with space")
+    assert not ssh_transport.exists(remote)
+    assert ssh_transport.sha256(remote) is None
+
+
+def test_push_replaces_an_existing_file(ssh_transport, tmp_path):
+    ssh_transport.mkdir(ssh_transport.workdir)
+    remote = f"{ssh_transport.workdir}/f"
+    for content in (b"old", b"new"):
+        (tmp_path / "f").write_bytes(content)
+        ssh_transport.push(tmp_path / "f", remote)
+    assert Path(remote).read_bytes() == b"new"
+
+
+def test_push_into_a_missing_folder_fails_cleanly(ssh_transport, tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(RemoteCommandError):
+        ssh_transport.push(tmp_path / "f", f"{ssh_transport.workdir}/missing/f")
+
+
+def test_relative_workdir_is_under_the_login_home(sshd):
+    with open_transport(sshd.uri, sshd.transport_options(workdir=".cache/edgetk-test")) as transport:
+        home = transport.run(["sh", "-c", "cd && pwd -P"]).stdout.strip()
+        assert transport.workdir == f"{home}/.cache/edgetk-test"
+
+
+def test_unknown_host_key_is_refused(sshd, tmp_path):
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    with pytest.raises(HostKeyError, match="unknown") as info:
+        _connect_and_run(sshd.uri, sshd.transport_options(known_hosts=str(empty)))
+    assert info.value.exit_code == ExitCode.HOST_KEY
+    assert empty.read_text() == ""
+
+
+def test_unknown_host_key_is_accepted_when_the_device_says_so(sshd, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    options = sshd.transport_options(known_hosts=str(known), accept_new_host_key=True)
+    with open_transport(sshd.uri, options) as transport:
+        assert transport.run(["echo", "ok"]).stdout == "ok\n"
+    assert sshd.host_key.public_line().split()[1] in known.read_text()
+
+
+def test_changed_host_key_is_refused_even_with_accept_new(sshd):
+    sshd.restart(new_host_key=True)
+    for accept in (False, True):
+        with pytest.raises(HostKeyError, match="CHANGED"):
+            _connect_and_run(sshd.uri, sshd.transport_options(accept_new_host_key=accept))
+
+
+def test_wrong_key_is_auth_refused(sshd, tmp_path):
+    stranger = SshKey.generate(tmp_path / "stranger")
+    with pytest.raises(AuthError) as info:
+        _connect_and_run(sshd.uri, sshd.transport_options(identity_file=str(stranger.private)))
+    assert info.value.exit_code == ExitCode.AUTH
+    assert "authorized_keys" in info.value.hint
+
+
+def test_closed_port_is_unreachable(sshd):
+    from tests.servers.procs import free_port
+
+    uri = f"ssh://{sshd.user}@127.0.0.1:{free_port()}"
+    with pytest.raises(UnreachableError, match="refused") as info:
+        _connect_and_run(uri, sshd.transport_options())
+    assert info.value.transient
+
+
+def test_unresolvable_host_is_unreachable(sshd):
+    with pytest.raises(UnreachableError, match="resolve"):
+        _connect_and_run("ssh://nobody@no-such-host.invalid", sshd.transport_options())
+
+
+def test_hung_server_times_out_at_connect(sshd):
+    sshd.pause()
+    try:
+        with pytest.raises(UnreachableError, match="timed out"):
+            _connect_and_run(sshd.uri, sshd.transport_options(connect_timeout_s=1))
+    finally:
+        sshd.resume()
+
+
+def test_server_hanging_mid_session_is_device_lost(sshd, ssh_transport):
+    ssh_transport.run(["true"])
+    sshd.pause()  # listener and open sessions: the device stops answering
+    try:
+        with pytest.raises(DeviceLostError) as info:
+            ssh_transport.run(["true"], timeout=120)  # ServerAlive (1 s x 3) fires long before this
+        assert info.value.transient
+    finally:
+        sshd.resume()
+
+
+def test_server_killed_mid_command_is_device_lost(sshd, ssh_transport, tmp_path):
+    pid_file = tmp_path / "pid"
+    ssh_transport.run(["true"])
+
+    def kill_when_started() -> None:
+        wait_for(pid_file.exists, 30, "the remote command to start")
+        sshd.kill()
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    try:
+        with pytest.raises(DeviceLostError):
+            ssh_transport.run(["sh", "-c", f"echo $$ > {pid_file}; exec sleep 60"], timeout=120)
+    finally:
+        killer.join()
+        _kill_pid_file(pid_file)
+
+
+def test_command_timeout_kills_the_remote_command(ssh_transport, tmp_path):
+    pid_file = tmp_path / "pid"
+    with pytest.raises(CommandTimeoutError) as info:
+        ssh_transport.run(["sh", "-c", f"echo $$ > {pid_file}; sleep 60 & wait"], timeout=2)
+    assert info.value.exit_code == ExitCode.TIMEOUT
+    assert info.value.details["argv"][0] == "sh"
+    remote_pid = int(pid_file.read_text())
+    wait_for(lambda: process_state(remote_pid) in (None, "Z"), 10, "the remote command to be killed")
+    assert ssh_transport.run(["echo", "still usable"]).stdout == "still usable\n"
+
+
+def test_server_killed_mid_upload_leaves_no_complete_looking_file(sshd, ssh_transport, tmp_path):
+    source = tmp_path / "big.tflite"
+    block = os.urandom(1 << 20)
+    with source.open("wb") as handle:
+        for _ in range(256):
+            handle.write(block)  # 256 MiB: the copy takes long enough to interrupt
+    folder = Path(ssh_transport.workdir) / "models"
+    ssh_transport.mkdir(str(folder))
+    remote = folder / "big.tflite"
+
+    def kill_when_partial() -> None:
+        def partial_upload() -> bool:
+            return any(is_temporary_name(p.name) and p.stat().st_size > 0 for p in folder.iterdir())
+
+        wait_for(partial_upload, 60, "the upload to start")
+        sshd.kill()
+
+    killer = threading.Thread(target=kill_when_partial)
+    killer.start()
+    try:
+        with pytest.raises(DeviceError) as info:
+            ssh_transport.push(source, str(remote))
+    finally:
+        killer.join()
+    assert info.value.transient  # device lost (or unreachable): the farm retries it
+    assert not remote.exists()
+    leftovers = list(folder.iterdir())
+    assert all(is_temporary_name(p.name) for p in leftovers)
+    assert all(p.stat().st_size < source.stat().st_size for p in leftovers)
+
+
+def test_reconnects_after_the_server_restarts(sshd, ssh_transport):
+    ssh_transport.run(["true"])
+    sshd.kill()
+    with pytest.raises((DeviceLostError, UnreachableError)):
+        ssh_transport.run(["true"])
+    sshd.start()
+    assert ssh_transport.run(["echo", "back"]).stdout == "back\n"
+
+
+def _connect_and_run(uri: str, options: dict) -> None:
+    with open_transport(uri, options) as transport:
+        transport.run(["true"])
+
+
+def _kill_pid_file(pid_file: Path) -> None:
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text()), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def test_several_servers_on_loopback_addresses(sshd_factory):
+    servers = [sshd_factory(host=f"127.0.0.{2 + i}") for i in range(3)]
+    for server in servers:
+        with open_transport(server.uri, server.transport_options()) as transport:
+            result = transport.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()
+            assert result[2] == server.host  # the server side of the connection
