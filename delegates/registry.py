@@ -426,7 +426,9 @@ def find_library(
         path = Path(explicit).expanduser()
         return LibraryLookup(str(path) if path.is_file() else None, (str(path),))
     names = spec.library_names(target)
-    dirs = _unique((*extra_dirs, *spec.search_paths.get(target or current_platform(), ()), *_ld_library_path()))
+    dirs = _unique(
+        (*extra_dirs, *_own_arch_first(spec.search_paths.get(target or current_platform(), ())), *_ld_library_path())
+    )
     searched = []
     for folder in dirs:
         for name in names:
@@ -435,6 +437,12 @@ def find_library(
             if os.path.isfile(candidate):
                 return LibraryLookup(candidate, tuple(searched))
     return LibraryLookup(None, tuple(searched) or names)
+
+
+def _own_arch_first(dirs: tuple[str, ...]) -> tuple[str, ...]:
+    """Put this machine's multiarch folder (e.g. /usr/lib/x86_64-linux-gnu) ahead of the others."""
+    arch = platform.machine()
+    return tuple(sorted(dirs, key=lambda d: 0 if f"/{arch}-" in d else 1))
 
 
 def _ld_library_path() -> tuple[str, ...]:

@@ -171,33 +171,38 @@ def _version(spec: RuntimeSpec) -> str:
 
 
 def installed_runtimes() -> list[dict[str, Any]]:
-    """Every known runtime with whether it imports here and its version (for `edgetk delegates`)."""
+    """Every known runtime, whether it is installed here and its version (for `edgetk delegates`).
+
+    tensorflow is looked up in the package metadata, not imported: importing it costs ~2 s and
+    ~500 MiB just to print a version.
+    """
     out = []
     for name in ORDER:
         spec = RUNTIMES[name]
         entry: dict[str, Any] = {"name": name, "package": spec.package}
-        if name == "tensorflow" and not _distribution_present(spec.package):
-            entry.update(installed=False, error="not installed")
+        if name == "tensorflow":
+            version = _distribution_version(spec.package)
+            entry.update(installed=version is not None, version=version)
+            if version is None:
+                entry["error"] = "not installed"
             out.append(entry)
             continue
         try:
             runtime = _load(name)
             entry.update(installed=True, version=runtime.version)
         except ImportError as exc:
-            entry.update(installed=False, error=str(exc))
+            entry.update(installed=False, version=None, error=str(exc))
         out.append(entry)
     return out
 
 
-def _distribution_present(package: str) -> bool:
-    """Cheap presence check, so listing runtimes does not import TensorFlow just to say it is absent."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
+def _distribution_version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
 
-        version(package)
-        return True
+    try:
+        return version(package)
     except PackageNotFoundError:
-        return False
+        return None
 
 
 def runtime_warnings(runtime: Runtime, *, int8_model: bool, delegate: str | None) -> list[str]:
