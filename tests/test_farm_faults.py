@@ -1,0 +1,177 @@
+"""A farm of real simulated devices — private sshd servers on 127.0.0.x, the local device — with
+faults injected while `edgetk farm run` is running: a host killed, a host hung (SIGSTOP), a runner
+that segfaults. The healthy jobs complete, every failure is stored with its cause, the broken
+devices are quarantined, and running the same command again finishes the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fixtures.ssh import needs_sshd
+from toolkit.errors import ExitCode
+from toolkit.results import validate_result
+from toolkit.store import open_store
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = {"warmup_runs": 1, "warmup_min_s": 0.0, "num_runs": 10, "min_s": 0.02, "max_s": 0.5}
+FAST_SSH = {"connect_timeout_s": 3, "server_alive_interval_s": 1, "server_alive_count_max": 2}
+
+# A device Python whose runner segfaults (a real SIGSEGV) when asked to profile one given model.
+CRASHING_PYTHON = """#!{python}
+import base64, ctypes, os, sys
+if len(sys.argv) > 3 and sys.argv[1].endswith(".pyz") and {sha!r} in base64.urlsafe_b64decode(sys.argv[3]).decode():
+    ctypes.string_at(0)  # dereference NULL: the runner dies of SIGSEGV
+os.execv({python!r}, [{python!r}, *sys.argv[1:]])
+"""
+
+
+def ssh_device(name: str, server, python: str = sys.executable, **extra) -> dict:
+    options = {**server.transport_options(), **FAST_SSH, "python": python}
+    return {"name": name, "uri": server.uri, "transport": options, **extra}
+
+
+def write_farm(folder: Path, name: str, devices: list[dict], models: list[str], **extra) -> Path:
+    farm = {
+        "name": name,
+        "models": models,
+        "devices": devices,
+        "matrix": {"delegates": ["xnnpack"], "threads": [1, 2]},
+        "settings": SETTINGS,
+        "retries": {"attempts": 2, "backoff_s": 0.5},
+        "health": {"max_consecutive_failures": 2, "probe_timeout_s": 5},
+        **extra,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(farm, sort_keys=False))
+    return path
+
+
+def start_run(farm: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "toolkit.cli", "farm", "run", str(farm), "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def follow(proc: subprocess.Popen, on_event) -> list[dict]:
+    """Read the JSON progress events as they come, calling on_event for each."""
+    seen = []
+    for line in proc.stdout:
+        event = json.loads(line)
+        seen.append(event)
+        on_event(event)
+    proc.wait(timeout=600)
+    return seen
+
+
+@needs_sshd
+@pytest.mark.slow
+@pytest.mark.network
+def test_faults_during_a_run_then_resume(sshd_factory, tmp_path, tflite_cnn_fp32, tflite_cnn_int8):
+    shutil.copy(tflite_cnn_fp32, tmp_path / "cnn_fp32.tflite")
+    shutil.copy(tflite_cnn_int8, tmp_path / "cnn_int8.tflite")
+    crash_sha = hashlib.sha256((tmp_path / "cnn_int8.tflite").read_bytes()).hexdigest()
+    crashing = tmp_path / "crashing-python"
+    crashing.write_text(CRASHING_PYTHON.format(python=sys.executable, sha=crash_sha))
+    crashing.chmod(0o755)
+
+    servers = {
+        name: sshd_factory(host=f"127.0.0.{i + 2}") for i, name in enumerate(("healthy", "killed", "hung", "crashy"))
+    }
+    devices = [ssh_device(name, server) for name, server in servers.items() if name != "crashy"]
+    devices += [ssh_device("crashy", servers["crashy"], python=str(crashing)), {"name": "local", "uri": "local"}]
+    farm = write_farm(tmp_path, "faults", devices, ["cnn_fp32.tflite", "cnn_int8.tflite"])
+
+    injected: dict[str, bool] = {}
+
+    def inject(event: dict) -> None:
+        # After each faulty device's first finished job: kill one host, hang the other.
+        if event["event"] != "job_finished" or event["device"] not in ("killed", "hung") or event["device"] in injected:
+            return
+        injected[event["device"]] = True
+        (servers["killed"].kill if event["device"] == "killed" else servers["hung"].pause)()
+
+    proc = start_run(farm)
+    try:
+        stream = follow(proc, inject)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read()
+    assert proc.returncode == ExitCode.FARM_INCOMPLETE, stderr
+    assert injected == {"killed": True, "hung": True}
+
+    finished = [e for e in stream if e["event"] == "job_finished"]
+    by_device: dict[str, list[dict]] = {}
+    for event in finished:
+        by_device.setdefault(event["device"], []).append(event)
+    assert len(finished) == 20  # every job of the matrix is accounted for
+    for healthy in ("healthy", "local"):
+        assert [e["status"] for e in by_device[healthy]] == ["ok"] * 4
+    for broken in ("killed", "hung"):
+        statuses = [e["status"] for e in by_device[broken]]
+        assert statuses == ["ok", "failed", "failed", "skipped"], (broken, by_device[broken])
+        assert all(e["transient"] for e in by_device[broken] if e["status"] == "failed")
+    quarantined = {e["device"]: e["reason"] for e in stream if e["event"] == "device_quarantined"}
+    assert set(quarantined) == {"killed", "hung"}
+    assert "health probe" in quarantined["killed"]
+    retries = [e for e in stream if e["event"] == "job_retry"]
+    assert {e["device"] for e in retries} == {"killed", "hung"}  # only transient faults are retried
+
+    crash_events = by_device["crashy"]
+    crashed = [e for e in crash_events if e["status"] == "failed"]
+    assert len(crashed) == 2  # the int8 model at both thread counts
+    assert all("cnn_int8" in e["job"] for e in crashed)
+    assert all(e["attempts"] == 1 for e in crashed)  # a crash is deterministic: not retried
+    assert [e["status"] for e in crash_events if "cnn_fp32" in e["job"]] == ["ok", "ok"]
+
+    with open_store(tmp_path / "faults.results.db") as store:
+        rows = store.status_by_job("faults")
+        assert len(rows) == 20
+        causes = {(r["device"], r["status"], r["error_kind"]) for r in rows.values() if r["status"] != "ok"}
+        assert ("crashy", "failed", "runner_crashed") in causes
+        assert ("killed", "failed", "unreachable") in causes
+        assert ("killed", "skipped", "skipped") in causes
+        assert {kind for device, _, kind in causes if device == "hung"} <= {
+            "device_lost",
+            "timeout",
+            "unreachable",
+            "skipped",
+        }
+        crash_document = next(d for d in store.documents("faults", ["failed"]) if d["device"]["name"] == "crashy")
+        assert crash_document["error"]["type"] == "RunnerCrashedError"
+        assert crash_document["model"]["sha256"] == crash_sha
+        assert store.attempts()  # the retried attempts are kept as history
+        for document in store.documents("faults"):
+            validate_result(document)
+
+    # The devices come back; the same command finishes what is missing and runs nothing twice.
+    servers["killed"].start()
+    servers["hung"].resume()
+    proc = start_run(farm)
+    resumed = follow(proc, lambda event: None)
+    stderr = proc.stderr.read()
+    assert proc.returncode == ExitCode.FARM_INCOMPLETE, stderr  # the crashing jobs stay failed
+    assert resumed[0]["pending"] == 6
+    rerun = [e for e in resumed if e["event"] == "job_finished"]
+    assert {e["device"] for e in rerun} == {"killed", "hung"}
+    assert {e["status"] for e in rerun} == {"ok"}
+    status = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "farm", "status", str(farm), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert json.loads(status.stdout)["totals"] == {"done": 18, "failed": 2, "skipped": 0, "remaining": 0}
