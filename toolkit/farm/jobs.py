@@ -132,8 +132,14 @@ _WORKER_POOL = TransportPool()
 
 
 def dask_attempt(payload: dict[str, Any], model_bytes: bytes | None = None) -> dict[str, Any]:
-    """Entry point of a farm job on a Dask worker."""
-    return run_attempt(payload, _WORKER_POOL, model_bytes)
+    """Entry point of a farm job on a Dask worker; the result names the worker that ran it."""
+    from distributed import get_worker
+
+    outcome = run_attempt(payload, _WORKER_POOL, model_bytes)
+    outcome["worker"] = get_worker().address
+    if "document" in outcome and outcome["document"].get("job"):
+        outcome["document"]["job"]["tags"]["worker"] = outcome["worker"]
+    return outcome
 
 
 def dask_probe(device: dict[str, Any], timeout_s: float) -> dict[str, Any]:

@@ -233,7 +233,7 @@ class FarmRun:
             return False
         outcome, attempts = self._attempts(device, job, artifact)
         if "document" in outcome:
-            self._store_ok(device, job, outcome["document"], attempts)
+            self._store_ok(device, job, outcome["document"], attempts, outcome.get("worker"))
             return False
         self._store_failure(device, job, artifact, outcome["error"], attempts)
         return bool(outcome["error"].get("transient"))
@@ -326,7 +326,9 @@ class FarmRun:
             self.store.put(document, status=status, attempts=attempts)
             return True
 
-    def _store_ok(self, device: DeviceSpec, job: Job, document: dict[str, Any], attempts: int) -> None:
+    def _store_ok(
+        self, device: DeviceSpec, job: Job, document: dict[str, Any], attempts: int, worker: str | None
+    ) -> None:
         if not self._write(document, "ok", attempts):
             return
         tally = self.tallies[device.name]
@@ -343,6 +345,7 @@ class FarmRun:
                 "p50_ms": document["timings"].get("p50"),
                 "delegate": document["config"].get("delegate"),
                 "duration_s": document.get("duration_s"),
+                **({"worker": worker} if worker else {}),
             }
         )
 
