@@ -41,11 +41,17 @@ LATENCY = {
 
 
 def _conversion_report(path: Path, variant: str, accuracy: float) -> None:
-    """What the converter writes beside `<stem>.<variant>.tflite`."""
+    """What the converter writes beside `<stem>.<variant>.tflite` (edgetk.convert-report/1, abridged)."""
     report = {
+        "schema": "edgetk.convert-report/1",
         "variant": variant,
         "size_bytes": VARIANTS[variant][0],
-        "task": {"metric": "accuracy", "source": 0.95, "variant": accuracy, "samples": 200},
+        "accuracy": {
+            "output": "logits",
+            "source": 0.95,
+            "variant": accuracy,
+            "delta_points": round(100 * (0.95 - accuracy), 6),
+        },
         "outputs": [{"name": "logits", "top1_agreement": 0.99, "cosine": 0.999}],
     }
     path.with_name(path.name.replace(".tflite", ".report.json")).write_text(json.dumps(report))

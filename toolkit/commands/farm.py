@@ -25,12 +25,14 @@ def farm() -> None:
     """
 
 
-def _load(path: str, store: str | None) -> Any:
+def _load(path: str, store: str | None, cache: str | None = None) -> Any:
     from toolkit.farm.config import load_farm
 
     loaded = load_farm(path)
     if store:
         loaded.config.store = str(Path(store).resolve())
+    if cache:
+        loaded.config.cache = str(Path(cache).resolve())
     return loaded
 
 
@@ -121,10 +123,13 @@ def plan_cmd(farm_file: str, store: str | None, as_json: bool) -> None:
 @click.argument("farm_file", type=FARM_FILE)
 @click.option("--store", type=click.Path(dir_okay=False), help="Results store (default: from the farm file).")
 @click.option(
+    "--cache", type=click.Path(file_okay=False), help="Conversion cache folder (default: from the farm file)."
+)
+@click.option(
     "--retry-failed", is_flag=True, help="Also re-run jobs that failed deterministically (model rejected, crash)."
 )
 @json_option
-def run_cmd(farm_file: str, store: str | None, retry_failed: bool, as_json: bool) -> None:
+def run_cmd(farm_file: str, store: str | None, cache: str | None, retry_failed: bool, as_json: bool) -> None:
     """Run the jobs not yet done. Re-running the same command resumes after a crash or Ctrl-C.
 
     \b
@@ -136,7 +141,7 @@ def run_cmd(farm_file: str, store: str | None, retry_failed: bool, as_json: bool
     from toolkit.farm.scheduler import run_farm
     from toolkit.store import open_store
 
-    loaded = _load(farm_file, store)
+    loaded = _load(farm_file, store, cache)
     sink = JsonLines() if as_json else LiveProgress()
     with open_store(loaded.store_path) as results, sink:
         summary = run_farm(loaded, results, make_executor(loaded.config), sink, retry_failed)

@@ -191,12 +191,17 @@ def accuracy_summary(model_path: str) -> tuple[float, float, str] | None:
 
 def _task_accuracy(report: dict[str, Any]) -> tuple[float, float, str] | None:
     """Labelled evaluation: the variant's accuracy and the source model's on the same samples."""
-    task = report.get("task") or report.get("accuracy") or {}
+    task = report.get("accuracy") or {}
     if not isinstance(task, dict):
         return None
     variant, source = task.get("variant"), task.get("source")
     if isinstance(variant, (int, float)) and isinstance(source, (int, float)):
-        return 100.0 * variant, 100.0 * (source - variant), "task accuracy"
+        drop = task.get("delta_points")
+        return (
+            100.0 * variant,
+            float(drop) if isinstance(drop, (int, float)) else 100.0 * (source - variant),
+            "task accuracy",
+        )
     return None
 
 
