@@ -109,7 +109,8 @@ class Prober:
         try:
             runner = self.open(choice)
         except DelegateError as exc:
-            return _attempt(choice, exc.details.get("outcome", "failed_to_load"), exc.message, exc.details)
+            reason = exc.message.replace(f"{choice.label}: ", "", 1)
+            return _attempt(choice, exc.details.get("outcome", "failed_to_load"), reason, exc.details)
         except BadInputError as exc:
             return _attempt(choice, "rejected", exc.message)
         delegation = runner.delegation()

@@ -483,7 +483,7 @@ def load_delegate_library(choice: DelegateChoice, runtime: Any, profile_delegate
         return LOADERS[spec.loader](runtime, lookup.path, options)
     except (OSError, ValueError, RuntimeError, AttributeError, TypeError) as exc:
         raise DelegateError(
-            f"{choice.label}: failed to load {lookup.path}: {_one_line(exc)}",
+            f"{choice.label}: failed to load {lookup.path}: {_one_line(exc).replace(f'{lookup.path}: ', '')}",
             "the file is not a TFLite delegate for this platform, or its dependencies are missing",
             outcome="failed_to_load",
             library=lookup.path,

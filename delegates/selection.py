@@ -148,6 +148,7 @@ def select_delegate(
     isolate: bool = True,
     timeout_s: float = 300.0,
     auto_budget_s: float = 1.5,
+    slower_margin: float = 1.05,
 ) -> SelectionReport:
     """Pick a delegate for this model on this machine; the report records why.
 
@@ -169,6 +170,7 @@ def select_delegate(
         check_speed=check_speed and not auto,
         stop_at_first=not auto,
         auto_budget_s=auto_budget_s,
+        slower_margin=slower_margin,
     )
     runnable = []
     for choice in candidates:
@@ -258,10 +260,7 @@ def default_thread_counts() -> list[int]:
 def _precheck(choice: DelegateChoice, model: TFLiteModel, profile_delegates: dict[str, Any] | None) -> Attempt | None:
     """not_found / rejected decided from files and the model structure alone."""
     key = {"key": choice.key, "threads": choice.threads}
-    try:
-        effective_options(choice, profile_delegates)
-    except ConfigError as exc:
-        return Attempt(choice.label, "skipped", f"bad options: {exc.message}", key)
+    effective_options(choice, profile_delegates)  # a typo'd option is the user's error: raise it now
     if choice.delegate in (CPU, XNNPACK):
         return None
     lookup = locate(choice, profile_delegates)

@@ -294,8 +294,12 @@ class TensorInfo:
 
     @property
     def dynamic(self) -> bool:
-        """True when some dimension is only known at run time (-1 in the shape signature)."""
-        return any(d < 0 for d in self.shape_signature)
+        """True when a non-batch dimension is only known at run time (-1 in the shape signature).
+
+        A free batch dimension (Keras exports [-1, H, W, C]) is fixed to the stored shape when the
+        interpreter allocates, so delegates see a static shape.
+        """
+        return any(d < 0 for d in self.shape_signature[1:]) or any(d < 0 for d in self.shape)
 
 
 @dataclass(frozen=True)
