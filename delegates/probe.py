@@ -239,9 +239,9 @@ def race(runners: dict[str, ModelRunner], inputs: Any, budget_s: float, emit: Em
         for key in alive:
             if emit:
                 emit({"event": "current", "key": key})
-            samples[key] += timed_runs(runners[key], slice_s, 2, 200)
-        if round_index >= 1:
-            alive = _leaders(alive, samples)
+            samples[key] += timed_runs(runners[key], slice_s, 1 if round_index == 0 else 2, 200)
+        # After one round only clear losers go (2x); later, anything 25% behind the leader.
+        alive = _leaders(alive, samples, 2.0 if round_index == 0 else 1.25)
     return {key: float(np.median(values)) for key, values in samples.items()}
 
 
