@@ -97,12 +97,17 @@ class ModelFile:
 class Plan:
     """A request resolved against the device profile and the transport."""
 
-    delegates: tuple[str, ...]
+    delegates: tuple[str, ...]  # as asked; () lets selection use the profile's order (else xnnpack)
+    profile_order: tuple[str, ...]
+    thread_counts: tuple[int, ...]  # what `auto` may try
     threads: int | None
     runtime: str | None
     runner: str
     python: str
-    benchmark_model: Path | None
+    env: dict[str, str]  # extra environment for the runner on the device (profile runner.env)
+    local_binary: Path | None  # benchmark_model to push
+    device_binary: str | None  # benchmark_model already on the device (profile runner.benchmark_model)
+    taskset: str | None
     thermal_zones: tuple[str, ...]
     profile_delegates: dict[str, Any]
     profile_name: str | None
@@ -155,58 +160,96 @@ def _load_profile(name: str | None) -> Any:
     return load_profile(name)
 
 
-def _profile_value(profile: Any, *path: str) -> Any:
-    """profile.a.b… or None, for optional sections of a device profile."""
-    value = profile
-    for name in path:
-        value = getattr(value, name, None) if value is not None else None
-    return value
-
-
-def _profile_delegates(profile: Any) -> dict[str, Any]:
-    delegates = _profile_value(profile, "delegates")
-    if not delegates:
-        return {}
-    if hasattr(delegates, "items"):
-        return {name: (spec.model_dump() if hasattr(spec, "model_dump") else spec) for name, spec in delegates.items()}
-    return {}
-
-
 def default_timeout(settings: BenchmarkSettings) -> float:
     """Warmup and timed runs can each take max_s; add cooldown and a margin for everything else."""
     cooldown = settings.cooldown_max_s if settings.cooldown_below_c is not None else 0.0
     return 2 * settings.max_s + cooldown + TIMEOUT_MARGIN_S
 
 
+def _explicit(transport: Any, name: str) -> bool:
+    """True if the transport's options set `name` on purpose (a default does not count)."""
+    options = getattr(transport, "options", None)
+    return name in (getattr(options, "model_fields_set", None) or ())
+
+
+def resolve_workdir(transport: Any, profile: Any) -> str:
+    """The device folder: explicit transport option, else the profile's (remote devices), else the transport's."""
+    if profile is None or transport.kind == "local" or _explicit(transport, "workdir"):
+        return transport.workdir
+    raw = profile.runner.workdir
+    if raw.startswith("~/"):
+        raw = raw[2:]  # remote paths are quoted, so `~` would not expand: relative means under home
+    absolute = getattr(transport, "absolute", None)
+    return absolute(raw) if absolute and not posixpath.isabs(raw) else raw
+
+
+def resolve_python(request: ProfileRequest, transport: Any, profile: Any) -> str:
+    """--python, then the transport option, then the profile (remote devices only), then the transport's default."""
+    if request.python:
+        return request.python
+    if _explicit(transport, "python") or transport.kind == "local" or profile is None:
+        return getattr(transport, "python", None) or "python3"
+    return profile.runner.python
+
+
+def _runner_mode(request: ProfileRequest, profile: Any) -> str:
+    if request.runner:
+        mode = request.runner
+    elif request.benchmark_model:
+        mode = "benchmark_model"
+    else:
+        mode = profile.runner.mode if profile is not None else "python"
+    if mode not in RUNNER_MODES:
+        raise ConfigError(f"unknown runner {mode!r}", f"use one of {', '.join(RUNNER_MODES)}")
+    return mode
+
+
 def plan_run(request: ProfileRequest, profile: Any, transport: Any) -> Plan:
     """Resolve what the request leaves open from the profile, the transport and the defaults."""
-    preferred = tuple(_profile_value(profile, "preferred_delegates") or ())
-    threads_choices = tuple(_profile_value(profile, "threads") or ())
-    binary = request.benchmark_model or _profile_value(profile, "runner", "benchmark_model")
-    runner = request.runner or ("benchmark_model" if request.benchmark_model else "python")
-    if runner not in RUNNER_MODES:
-        raise ConfigError(f"unknown runner {runner!r}", f"use one of {', '.join(RUNNER_MODES)}")
-    if runner == "benchmark_model" and not binary:
+    mode = _runner_mode(request, profile)
+    device_binary = profile.runner.benchmark_model if profile is not None else None
+    local_binary = Path(request.benchmark_model).expanduser() if request.benchmark_model else None
+    if mode == "benchmark_model" and not (local_binary or device_binary):
         raise ConfigError(
             "the benchmark_model runner needs the binary",
-            "pass --benchmark-model PATH (TFLite's benchmark_model built for the device) or set runner.benchmark_model in the profile",
+            "pass --benchmark-model PATH (TFLite's benchmark_model built for the device) "
+            "or set runner.benchmark_model in the device profile",
         )
+    thread_counts = tuple(profile.threads) if profile is not None else ()
     return Plan(
-        delegates=tuple(request.delegates) or preferred or DEFAULT_DELEGATES,
-        threads=request.threads if request.threads is not None else (threads_choices[0] if threads_choices else None),
-        runtime=request.runtime or _profile_value(profile, "runtime"),
-        runner=runner,
-        python=request.python
-        or getattr(transport, "python", None)
-        or _profile_value(profile, "runner", "python")
-        or "python3",
-        benchmark_model=Path(binary).expanduser() if binary else None,
-        thermal_zones=tuple(_profile_value(profile, "thermal_zones") or ()),
-        profile_delegates=_profile_delegates(profile),
-        profile_name=_profile_value(profile, "name") or request.profile,
-        workdir=_profile_value(profile, "runner", "workdir") or transport.workdir,
+        delegates=tuple(request.delegates),
+        profile_order=tuple(profile.preferred_delegates) if profile is not None else (),
+        thread_counts=thread_counts,
+        # One profile call measures one configuration: the profile's largest useful thread count.
+        threads=request.threads if request.threads is not None else (max(thread_counts) if thread_counts else None),
+        runtime=request.runtime or (profile.runtime if profile is not None else None),
+        runner=mode,
+        python=resolve_python(request, transport, profile),
+        env=dict(profile.runner.env) if profile is not None else {},
+        local_binary=local_binary,
+        device_binary=None if local_binary else device_binary,
+        taskset=profile.runner.taskset if profile is not None else None,
+        thermal_zones=tuple(profile.thermal_zones) if profile is not None else (),
+        profile_delegates=profile.delegate_settings() if profile is not None else {},
+        profile_name=profile.name if profile is not None else None,
+        workdir=resolve_workdir(transport, profile),
         timeout_s=float(request.timeout_s) if request.timeout_s else default_timeout(request.settings),
     )
+
+
+def transport_options_for(request: ProfileRequest, profile: Any) -> Any:
+    """The request's transport options, with the profile's ssh settings where the request has none."""
+    options = request.transport_options
+    if profile is None or (options is not None and not isinstance(options, Mapping)):
+        return options
+    from toolkit.transports import transport_kind
+
+    merged = dict(options or {})
+    if transport_kind(request.device) == "ssh":
+        if profile.runner.accept_new_host_key:
+            merged.setdefault("accept_new_host_key", True)
+        merged.setdefault("connect_timeout_s", max(1, round(profile.runner.connect_timeout_s)))
+    return merged or None
 
 
 # --- the python runner ----------------------------------------------------------------------------
@@ -221,8 +264,9 @@ class RemoteLayout:
     def runner(self, sha256: str) -> str:
         return posixpath.join(self.workdir, "runner", f"runner-{sha256}.pyz")
 
-    def model(self, sha256: str) -> str:
-        return posixpath.join(self.workdir, "models", f"{sha256}.tflite")
+    def model(self, sha256: str, name: str) -> str:
+        # The hash names the folder; the file keeps its name, so device-side errors name the model.
+        return posixpath.join(self.workdir, "models", sha256, _safe_name(name))
 
     def inputs(self, sha256: str, suffix: str) -> str:
         return posixpath.join(self.workdir, "inputs", f"{sha256}{suffix}")
@@ -230,16 +274,25 @@ class RemoteLayout:
     def run_folder(self, run_id: str) -> str:
         return posixpath.join(self.workdir, "runs", run_id)
 
-    def folders(self) -> list[str]:
-        return [posixpath.join(self.workdir, name) for name in ("runner", "models", "inputs", "runs")]
+    def folders(self, model_folder: str) -> list[str]:
+        return [posixpath.join(self.workdir, name) for name in ("runner", "inputs", "runs")] + [model_folder]
 
 
-def probe_device(transport: Any, python: str, layout: RemoteLayout, paths: list[str]) -> dict[str, Any]:
+def _safe_name(name: str) -> str:
+    """A file name that needs no quoting anywhere (adb shells are picky)."""
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    return cleaned.lstrip(".") or "model.tflite"
+
+
+def probe_device(transport: Any, plan: Plan, folders: list[str], paths: list[str]) -> dict[str, Any]:
     """Check the device's Python in one round trip; create the cache folders; report cached files."""
     from toolkit.runner.probe import PROBE_SCRIPT, parse_probe
 
-    argument = json.dumps({"mkdirs": layout.folders(), "exists": paths})
-    result = transport.run([python, "-c", PROBE_SCRIPT, argument], timeout=PROBE_TIMEOUT_S, check=False)
+    python = plan.python
+    argument = json.dumps({"mkdirs": folders, "exists": paths})
+    result = transport.run(
+        [*_env_prefix(plan), python, "-c", PROBE_SCRIPT, argument], timeout=PROBE_TIMEOUT_S, check=False
+    )
     report = parse_probe(result.stdout)
     if report is not None:
         return report
@@ -269,7 +322,9 @@ def _runner_request(request: ProfileRequest, plan: Plan, paths: dict[str, str | 
         "model": paths["model"],
         "inputs": paths["inputs"],
         "delegates": list(plan.delegates),
-        "delegate_options": dict(request.delegate_options),
+        "profile_order": list(plan.profile_order),
+        "thread_counts": list(plan.thread_counts),
+        "delegate_options": {name: dict(options) for name, options in request.delegate_options.items()},
         "profile_delegates": plan.profile_delegates,
         "threads": plan.threads,
         "runtime": plan.runtime,
@@ -295,12 +350,12 @@ def run_python_runner(transport: Any, request: ProfileRequest, plan: Plan, model
         raise BadInputError(f"{inputs}: no such inputs file", "give an .npy or .npz file in the source model's layout")
     paths: dict[str, str | None] = {
         "runner": layout.runner(package.sha256),
-        "model": layout.model(model.sha256),
+        "model": layout.model(model.sha256, model.path.name),
         "inputs": layout.inputs(sha256_file(inputs), inputs.suffix.lower()) if inputs else None,
         "rundir": layout.run_folder(uuid.uuid4().hex),
     }
     wanted = [p for p in (paths["runner"], paths["model"], paths["inputs"]) if p]
-    report = probe_device(transport, plan.python, layout, wanted)
+    report = probe_device(transport, plan, layout.folders(posixpath.dirname(paths["model"])), wanted)
     check_setup(report, plan.python, plan.runtime)
     cached = report.get("exists", {})
     uploads: list[str] = []
@@ -319,7 +374,7 @@ def _run_runner(transport: Any, plan: Plan, paths: dict[str, Any], request: Prof
 
     nonce = uuid.uuid4().hex
     token = encode_request(_runner_request(request, plan, paths, nonce))
-    argv = [plan.python, paths["runner"], "profile", token]
+    argv = [*_env_prefix(plan), plan.python, paths["runner"], "profile", token]
     finished = False
     try:
         result = transport.run(argv, timeout=plan.timeout_s + TRANSPORT_GRACE_S, check=False)
@@ -334,6 +389,11 @@ def _run_runner(transport: Any, plan: Plan, paths: dict[str, Any], request: Prof
         raise error_from_dict(document["error"])
     document["runner_log_tail"] = result.stderr[-4000:]
     return document
+
+
+def _env_prefix(plan: Plan) -> list[str]:
+    """`env K=V ...` before the command when the profile sets runner.env (e.g. LD_LIBRARY_PATH)."""
+    return ["env", *(f"{k}={v}" for k, v in sorted(plan.env.items()))] if plan.env else []
 
 
 def _remove_quietly(transport: Any, path: str) -> None:
@@ -405,9 +465,9 @@ def assemble_result(
             "fingerprint": device.get("fingerprint") or {},
         },
         "config": {
-            "delegate_request": list(plan.delegates),
+            "delegate_request": list(device.get("delegate_request") or plan.delegates),
             "delegate": config.get("delegate"),
-            "delegate_options": config.get("delegate_options") or dict(request.delegate_options),
+            "delegate_options": config.get("delegate_options") or {},
             "threads": config.get("threads", plan.threads),
             "runner": plan.runner,
             "inputs": Path(request.inputs).name if request.inputs else "random",
@@ -435,7 +495,7 @@ def profile_model(request: ProfileRequest, transport: Any = None) -> dict[str, A
     if owned:
         from toolkit.transports import open_transport
 
-        transport = open_transport(request.device, request.transport_options)
+        transport = open_transport(request.device, transport_options_for(request, profile))
     try:
         plan = plan_run(request, profile, transport)
         device = RUNNER_MODES[plan.runner](transport, request, plan, model)

@@ -20,10 +20,16 @@ def _split_delegates(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _parse_options(values: tuple[str, ...]) -> dict[str, str]:
-    """`--delegate-option key=value` pairs."""
+def _parse_options(values: tuple[str, ...], delegates: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """`--delegate-option key=value` pairs, for the first delegate asked for."""
     from toolkit.errors import ConfigError
 
+    if not values:
+        return {}
+    if not delegates or delegates[0] == "auto":
+        raise ConfigError(
+            "--delegate-option needs a --delegate to apply to", "e.g. --delegate gpu --delegate-option precision=fp16"
+        )
     options = {}
     for value in values:
         key, sep, setting = value.partition("=")
@@ -32,7 +38,7 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, str]:
                 f"--delegate-option {value!r}: expected KEY=VALUE", "e.g. --delegate-option precision=fp16"
             )
         options[key.strip()] = setting.strip()
-    return options
+    return {delegates[0]: options}
 
 
 # Which CLI flags become transport options, per transport kind.
@@ -175,7 +181,7 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
     "delegate_options",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Option for the delegate (repeatable).",
+    help="Option for the first --delegate (repeatable).",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Minimum timed runs.")
@@ -302,7 +308,7 @@ def profile(
         device=device,
         profile=profile_name,
         delegates=_split_delegates(delegates),
-        delegate_options=_parse_options(delegate_options),
+        delegate_options=_parse_options(delegate_options, _split_delegates(delegates)),
         threads=threads,
         settings=settings,
         inputs=inputs,

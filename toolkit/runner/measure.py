@@ -55,7 +55,6 @@ class Measurement:
         self.request = request
         self.settings = LoopSettings.from_dict(request.get("settings") or {})
         self.warnings: list = []
-        self.sysfs_root = request.get("sysfs_root") or "/"
         self.zones = request.get("thermal_zones") or None
 
     def run(self) -> dict:
@@ -64,6 +63,7 @@ class Measurement:
         document: dict = {"fingerprint": device_fingerprint(runtime)}
         report = self._select(runtime)
         document["selection"] = report.to_dict()
+        document["delegate_request"] = list(report.request)
         self.warnings.extend(getattr(report, "warnings", None) or [])
         cooldown = self._cooldown()
         runner, probe, phases = self._measure(report.choice, runtime)
@@ -90,10 +90,12 @@ class Measurement:
 
         return select_delegate(
             self.request["model"],
-            request=list(self.request.get("delegates") or []) or None,
+            list(self.request.get("delegates") or []) or None,
             threads=self.request.get("threads"),
             delegate_options=self.request.get("delegate_options") or None,
             profile_delegates=self.request.get("profile_delegates") or None,
+            profile_order=list(self.request.get("profile_order") or []) or None,
+            thread_counts=list(self.request.get("thread_counts") or []) or None,
             runtime=runtime.name,
         )
 
@@ -105,7 +107,7 @@ class Measurement:
         waited, reached = thermal.wait_for_cooldown(
             float(threshold),
             max_s,
-            lambda: thermal.pick_zones(thermal.read_snapshot(self.sysfs_root).temps_c, self.zones),
+            lambda: thermal.pick_zones(thermal.read_snapshot().temps_c, self.zones),
         )
         if reached is None:
             self.warnings.append("cooldown requested but no thermal zone is readable on this device")
@@ -120,16 +122,21 @@ class Measurement:
         probe = MemoryProbe()
         probe.start()
         t0 = time.perf_counter_ns()
-        runner = open_model(self.request["model"], choice=choice, runtime=runtime)
+        runner = open_model(
+            self.request["model"],
+            choice=choice,
+            runtime=runtime,
+            profile_delegates=self.request.get("profile_delegates") or None,
+        )
         init_ns = time.perf_counter_ns() - t0
         inputs = self._inputs(runner)
         runner.set_inputs(inputs)
         invoke = runner.interpreter.invoke
         first_ns = time_once(invoke)
         warm = warmup(invoke, self.settings, first_ns)
-        before = thermal.read_snapshot(self.sysfs_root)
+        before = thermal.read_snapshot()
         series = timed_runs(invoke, self.settings)
-        after = thermal.read_snapshot(self.sysfs_root)
+        after = thermal.read_snapshot()
         timings = {
             "init": _ms(init_ns),
             "first": _ms(first_ns),

@@ -3,7 +3,7 @@
 `PROBE_SCRIPT` runs as `python -c PROBE_SCRIPT '<json>'` with whatever Python the device has —
 written so that even Python 2.7 gets far enough to report its version. It creates the cache
 folders, says which cached files already exist, and lists the interpreter's version, machine and
-which of numpy and the TFLite runtimes it can import (found, not imported: fast).
+which of numpy and the TFLite runtimes it can import (found on sys.path, not imported: fast).
 `check_setup` turns that report into a specific DeviceSetupError with the pip command to fix it.
 """
 
@@ -32,8 +32,8 @@ for d in args.get("mkdirs", []):
         pass
 def found(name):
     try:
-        import importlib.util
-        return importlib.util.find_spec(name) is not None
+        from importlib.machinery import PathFinder
+        return PathFinder.find_spec(name) is not None
     except Exception:
         return False
 def version(dist):
