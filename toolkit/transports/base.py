@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shlex
 import signal
 import subprocess
@@ -30,6 +31,11 @@ TAIL_LINES = 20
 TEMP_MARK = ".edgetk-tmp-"
 
 Stdin = str | bytes | None
+
+# Remote commands print their PID on stderr first (see ssh.py); the line is removed from results.
+PID_MARK = "edgetk-remote-pid="
+REPORT_PID = f"printf '{PID_MARK}%s\\n' \"$$\" >&2"
+_PID_LINE = re.compile(rf"^{re.escape(PID_MARK)}(\d+)\r?\n", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -296,6 +302,20 @@ def atomic_local_copy(source: Path, target: Path) -> None:
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def split_pid(stderr: str) -> tuple[str, int | None]:
+    """Remove the remote-PID line from stderr and return (rest, pid)."""
+    match = _PID_LINE.search(stderr)
+    if match is None:
+        return stderr, None
+    return stderr[: match.start()] + stderr[match.end() :], int(match.group(1))
+
+
+def kill_group_line(pid: int) -> str:
+    """A shell line that kills a remote command and its children (its group if it leads one)."""
+    # A PID that exists but leads no group cannot be some other group's id, so `-PID` is safe.
+    return f"kill -9 -- -{pid} 2>/dev/null || kill -9 {pid} 2>/dev/null; true"
 
 
 def decode(data: bytes) -> str:

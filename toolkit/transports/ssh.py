@@ -38,20 +38,21 @@ from toolkit.errors import (
     UnreachableError,
 )
 from toolkit.transports.base import (
+    REPORT_PID,
     Command,
     CommandResult,
     Stdin,
     Transport,
     decode,
+    kill_group_line,
     run_process,
+    split_pid,
     tail,
     temporary_name,
 )
 from toolkit.transports.options import SshOptions
 
 SSH_FAILED = 255  # ssh's own exit code for connection-level failures
-PID_MARK = "edgetk-remote-pid="
-_PID_LINE = re.compile(rf"^{re.escape(PID_MARK)}(\d+)\r?\n", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,7 @@ class SshTransport(Transport):
     def _run(self, command: Command, timeout: float | None, stdin: Stdin) -> CommandResult:
         self.connect()
         had_master = self._master_started
-        line = f"printf '{PID_MARK}%s\\n' \"$$\" >&2; exec {command.shell_line()}"
+        line = f"{REPORT_PID}; exec {command.shell_line()}"
         try:
             out = run_process(
                 self.ssh_argv("-T", "-x", remote_line=line),
@@ -306,9 +307,9 @@ class SshTransport(Transport):
             )
         except CommandTimeoutError as error:
             error.details["argv"] = list(command.argv)
-            error.details["stderr_tail"] = _split_pid(error.details.get("stderr_tail", ""))[0]
+            error.details["stderr_tail"] = split_pid(error.details.get("stderr_tail", ""))[0]
             raise
-        stderr, pid = _split_pid(decode(out.stderr))
+        stderr, pid = split_pid(decode(out.stderr))
         result = CommandResult(command.argv, out.returncode, decode(out.stdout), stderr, out.duration_s)
         if out.returncode == SSH_FAILED:
             self._raise_if_ssh_failed(stderr, started=pid is not None, had_master=had_master)
@@ -342,10 +343,10 @@ class SshTransport(Transport):
 
     def _kill_remote(self, stderr: str) -> None:
         """Kill a timed-out command's process group on the device (best effort, short timeout)."""
-        _, pid = _split_pid(stderr)
+        _, pid = split_pid(stderr)
         if pid is None:
             return
-        kill = f"kill -9 -- -{pid} 2>/dev/null || kill -9 {pid} 2>/dev/null; true"
+        kill = kill_group_line(pid)
         try:
             run_process(self.ssh_argv("-T", "-x", remote_line=kill), timeout=self.options.connect_timeout_s + 5)
         except DeviceError:
@@ -419,11 +420,3 @@ class SshTransport(Transport):
         if self._home is None:
             self._home = self.run(["sh", "-c", "cd && pwd -P"], timeout=60).stdout.strip()
         return posixpath.normpath(posixpath.join(self._home, remote))
-
-
-def _split_pid(stderr: str) -> tuple[str, int | None]:
-    """Remove the remote-PID line from stderr and return (rest, pid)."""
-    match = _PID_LINE.search(stderr)
-    if match is None:
-        return stderr, None
-    return stderr[: match.start()] + stderr[match.end() :], int(match.group(1))
