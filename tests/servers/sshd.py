@@ -130,9 +130,10 @@ class SshServer:
         return options
 
     def host_key_line(self) -> str:
-        """This server's known_hosts line (the `[host]:port` form ssh uses for non-22 ports)."""
+        """This server's known_hosts line (ssh writes `[host]:port` for ports other than 22)."""
         kind, blob = self.host_key.public_line().split()[:2]
-        return f"[{self.host}]:{self.port} {kind} {blob}"
+        name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{name} {kind} {blob}"
 
     # --- lifetime -----------------------------------------------------------------------------
 
