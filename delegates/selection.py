@@ -183,7 +183,7 @@ def select_delegate(
     tolerances = {c.key: base if tolerance is not None else _tolerance_for(c, base) for c in runnable}
     _probe(report, runnable, settings, tolerances, auto, isolate, timeout_s)
     _decide(report, auto, {c.key: c for c in candidates})
-    report.warnings += _warnings(report, rt, model)
+    report.warnings += _warnings(report, rt, model, candidates)
     return report
 
 
@@ -471,17 +471,14 @@ def _mark_auto_losers(report: SelectionReport, best: Attempt, viable: list[Attem
         )
 
 
-def _warnings(report: SelectionReport, rt: Any, model: TFLiteModel) -> list[str]:
+def _warnings(report: SelectionReport, rt: Any, model: TFLiteModel, candidates: list[DelegateChoice]) -> list[str]:
     from delegates.model_runner import is_integer_model
 
     out = []
-    wants_xnnpack = any(a.delegate == XNNPACK for a in report.attempts)
-    if wants_xnnpack:
+    if any(a.delegate == XNNPACK for a in report.attempts):
         out += runtime_warnings(rt, int8_model=is_integer_model(model), delegate=XNNPACK)
-    for attempt in report.attempts:
-        if attempt.delegate == XNNPACK and "fp16" in str(attempt.details.get("options", "")):
-            out.append("xnnpack fp16 is honoured by benchmark_model only; the Python runtimes ignore it")
-            break
+    if any(c.delegate == XNNPACK and "fp16" in c.options_dict() for c in candidates):
+        out.append("xnnpack fp16 is honoured by benchmark_model only; the Python runtimes ignore it")
     return out
 
 

@@ -165,7 +165,8 @@ else:
 
 @pytest.mark.parametrize("name", ["truncated", "corrupt"])
 def test_verification_keeps_bad_files_away_from_tflite_runtime(tflite_models, repo_root, name):
-    """tflite-runtime 2.14 alone segfaults on the corrupt file; through open_model both are clean errors."""
+    """tflite-runtime 2.14 alone never loads them (on the corrupt file it reads wild memory and dies by
+    SIGSEGV in most runs, undefined behaviour); through open_model both are clean BadInputErrors."""
     pytest.importorskip("tflite_runtime")
     path = str(tflite_models[name])
     raw = subprocess.run(
@@ -173,8 +174,6 @@ def test_verification_keeps_bad_files_away_from_tflite_runtime(tflite_models, re
     )
     assert raw.returncode != 0
     assert "loaded" not in raw.stdout
-    if name == "corrupt":
-        assert raw.returncode < 0, "expected tflite-runtime to die by a signal on this file (FIELD-NOTES)"
     ours = subprocess.run(
         [sys.executable, "-c", CRASH_PROBE, path, "ours"], capture_output=True, text=True, cwd=repo_root, timeout=120
     )

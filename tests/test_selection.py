@@ -239,3 +239,11 @@ def test_profile_preference_is_used_when_no_request(tflite_cnn_fp32, delegate_li
     attempts = _by_delegate(report)
     assert attempts["vx"].outcome == "rejected"  # vx needs int8; the float model is refused up front
     assert report.chosen == "xnnpack"
+
+
+def test_options_the_python_runtimes_cannot_apply_are_warned_about(tflite_cnn_fp32):
+    report = select_delegate(
+        tflite_cnn_fp32, ["xnnpack"], delegate_options={"xnnpack": {"fp16": True}}, check_speed=False
+    )
+    assert report.chosen == "xnnpack"
+    assert any("fp16 is honoured by benchmark_model only" in w for w in report.warnings)
