@@ -227,7 +227,9 @@ def expand(farm: LoadedFarm, units: list[ModelUnit] | None = None) -> list[Job]:
                         }
                         if _excluded(matrix.exclude, cell):
                             continue
-                        key = stable_hash([farm.name, unit.identity, variant, device.name, request, threads, settings])
+                        key = stable_hash(
+                            [farm.name, unit.label, unit.identity, variant, device.name, request, threads, settings]
+                        )
                         jobs.append(
                             Job(
                                 key,
