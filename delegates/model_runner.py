@@ -8,6 +8,7 @@ allocates it, and wraps it so callers pass inputs in the layout of the model the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -220,6 +221,12 @@ def _create(rt: Runtime, path: Path, choice: DelegateChoice, handles: list) -> A
 
 def _open_error(path: Path, choice: DelegateChoice, exc: Exception) -> Exception:
     text = " ".join(str(exc).split())
+    custom = re.search(r"unresolved custom op: (\S+?)\.? .*?Node number (\d+)", text)
+    if custom:
+        return BadInputError(
+            f"{path.name}: this runtime has no kernel for custom op {custom.group(1)} (node {custom.group(2)})",
+            "the model needs a custom or Flex op: use a delegate or runtime that provides it, or re-convert without it",
+        )
     if "unresolved custom op" in text.lower() or "didn't find op for builtin" in text.lower():
         return BadInputError(
             f"{path.name}: the runtime lacks an operator the model uses: {_short(text)}",

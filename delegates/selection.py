@@ -441,7 +441,10 @@ def _death(returncode: int, stderr: str) -> str:
 def _decide(report: SelectionReport, auto: bool, by_key: dict[str, DelegateChoice]) -> None:
     viable = [a for a in report.attempts if a.outcome in ACCEPTABLE]
     if not viable:
-        summary = "; ".join(f"{a.delegate}: {a.outcome} ({a.reason})" for a in report.attempts)
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for a in report.attempts:
+            grouped.setdefault((a.outcome, a.reason), []).append(a.details.get("key", a.delegate))
+        summary = "; ".join(f"{', '.join(keys)}: {outcome} ({reason})" for (outcome, reason), keys in grouped.items())
         raise DelegateError(
             f"no delegate could run this model: {summary[:500]}",
             "check the model with `edgetk inspect` and the runtime with `edgetk delegates`",
