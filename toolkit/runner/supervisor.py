@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 from toolkit.errors import CommandTimeoutError, RunnerCrashedError, ToolkitError
 from toolkit.runner.protocol import ERROR_STATUS, OK_STATUS, frame
@@ -22,6 +23,9 @@ REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
 LOG_FILE = "runner.log"
 LOG_TAIL_LINES = 20
+# How often the supervisor checks its deadline and whether its controller is still there.
+WATCH_INTERVAL_S = 0.5
+ORPHANED_STATUS = 98
 
 # Signals that mean "the runner died", with what usually causes them on devices.
 CRASH_CAUSES = {
@@ -114,19 +118,34 @@ class Supervisor:
 
     def _run_child(self, request_path: str, log) -> int:
         argv = [*self.child_prefix, "measure", request_path]
+        parent = os.getppid()
+        deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
         self.child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env
         )
-        try:
-            return self.child.wait(timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
+        while True:
+            try:
+                return self.child.wait(timeout=WATCH_INTERVAL_S)
+            except subprocess.TimeoutExpired:
+                pass
+            if os.getppid() != parent:
+                # The controller's session is gone (connection lost, controller killed): nobody
+                # will read the answer, so stop measuring instead of burning the device's CPU.
+                self._stop_child()
+                self._remove_rundir()
+                os._exit(ORPHANED_STATUS)
+            if deadline is not None and time.monotonic() > deadline:
+                self._stop_child()
+                raise CommandTimeoutError(
+                    f"the measurement did not finish within {self.timeout_s:g} s on the device",
+                    "lower --max-secs or --runs, or raise the timeout; check that the device is not overloaded",
+                    timeout_s=self.timeout_s,
+                )
+
+    def _stop_child(self) -> None:
+        if self.child is not None and self.child.poll() is None:
             self.child.kill()
             self.child.wait()
-            raise CommandTimeoutError(
-                f"the measurement did not finish within {self.timeout_s:g} s on the device",
-                "lower --max-secs or --runs, or raise the timeout; check that the device is not overloaded",
-                timeout_s=self.timeout_s,
-            ) from None
 
     def _collect(self, returncode: int, log_path: str) -> dict:
         result_path = os.path.join(self.rundir, RESULT_FILE)
@@ -157,8 +176,7 @@ class Supervisor:
         """On SIGTERM/SIGHUP (the controller gave up): stop the child, clean up, exit."""
 
         def stop(signum, frame_):
-            if self.child is not None and self.child.poll() is None:
-                self.child.kill()
+            self._stop_child()
             self._remove_rundir()
             os._exit(128 + signum)
 
