@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -134,9 +135,14 @@ class DeviceProfile(_Strict):
 
 
 def profile_dirs() -> list[Path]:
-    """Folders searched for `<name>.yaml`: $EDGETK_PROFILES, ~/.config/edgetk/profiles, the built-in ones."""
+    """Folders searched for `<name>.yaml`: $EDGETK_PROFILES, ~/.config/edgetk/profiles, the shipped ones.
+
+    The shipped ones are the repository's profiles/ (editable installs) or, for a wheel that
+    installs them as data files, <prefix>/share/edgetk/profiles.
+    """
     extra = [Path(p).expanduser() for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    return [*extra, Path("~/.config/edgetk/profiles").expanduser(), PROFILE_DIR]
+    installed = Path(sys.prefix) / "share" / "edgetk" / "profiles"
+    return [*extra, Path("~/.config/edgetk/profiles").expanduser(), PROFILE_DIR, installed]
 
 
 def list_profiles() -> list[str]:
