@@ -1,7 +1,8 @@
-"""A farm of real simulated devices — private sshd servers on 127.0.0.x, the local device — with
-faults injected while `edgetk farm run` is running: a host killed, a host hung (SIGSTOP), a runner
-that segfaults. The healthy jobs complete, every failure is stored with its cause, the broken
-devices are quarantined, and running the same command again finishes the rest."""
+"""A farm of real simulated devices — private sshd servers on 127.0.0.x, one inside a network
+namespace, and the local device — with faults injected while `edgetk farm run` is running: a host
+killed, a host hung (SIGSTOP), packets dropped by nftables, a runner that segfaults. The healthy
+jobs complete, every failure is stored with its cause, the broken devices are quarantined, and
+running the same command again finishes the rest."""
 
 from __future__ import annotations
 
@@ -54,6 +55,15 @@ def write_farm(folder: Path, name: str, devices: list[dict], models: list[str], 
     return path
 
 
+def _netns_device(request: pytest.FixtureRequest) -> tuple | None:
+    """(namespace, sshd inside it), or None where namespaces cannot be made (not root, no nft)."""
+    try:
+        server = request.getfixturevalue("netns_sshd")
+    except pytest.skip.Exception:
+        return None
+    return request.getfixturevalue("netns"), server
+
+
 def start_run(farm: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "toolkit.cli", "farm", "run", str(farm), "--json"],
@@ -78,7 +88,7 @@ def follow(proc: subprocess.Popen, on_event) -> list[dict]:
 @needs_sshd
 @pytest.mark.slow
 @pytest.mark.network
-def test_faults_during_a_run_then_resume(sshd_factory, tmp_path, tflite_cnn_fp32, tflite_cnn_int8):
+def test_faults_during_a_run_then_resume(sshd_factory, request, tmp_path, tflite_cnn_fp32, tflite_cnn_int8):
     shutil.copy(tflite_cnn_fp32, tmp_path / "cnn_fp32.tflite")
     shutil.copy(tflite_cnn_int8, tmp_path / "cnn_int8.tflite")
     crash_sha = hashlib.sha256((tmp_path / "cnn_int8.tflite").read_bytes()).hexdigest()
@@ -91,16 +101,25 @@ def test_faults_during_a_run_then_resume(sshd_factory, tmp_path, tflite_cnn_fp32
     }
     devices = [ssh_device(name, server) for name, server in servers.items() if name != "crashy"]
     devices += [ssh_device("crashy", servers["crashy"], python=str(crashing)), {"name": "local", "uri": "local"}]
+    netns = _netns_device(request)  # a host in its own network namespace, where nftables can drop packets
+    if netns is not None:
+        servers["dropped"] = netns[1]
+        devices.append(ssh_device("dropped", netns[1]))
     farm = write_farm(tmp_path, "faults", devices, ["cnn_fp32.tflite", "cnn_int8.tflite"])
+    faults = {
+        "killed": servers["killed"].kill,
+        "hung": servers["hung"].pause,
+        **({"dropped": lambda: netns[0].drop(port=22)} if netns else {}),
+    }
 
     injected: dict[str, bool] = {}
 
     def inject(event: dict) -> None:
-        # After each faulty device's first finished job: kill one host, hang the other.
-        if event["event"] != "job_finished" or event["device"] not in ("killed", "hung") or event["device"] in injected:
+        # After each faulty device's first finished job: kill one host, hang one, drop one's packets.
+        if event["event"] != "job_finished" or event["device"] not in faults or event["device"] in injected:
             return
         injected[event["device"]] = True
-        (servers["killed"].kill if event["device"] == "killed" else servers["hung"].pause)()
+        faults[event["device"]]()
 
     proc = start_run(farm)
     try:
@@ -111,24 +130,26 @@ def test_faults_during_a_run_then_resume(sshd_factory, tmp_path, tflite_cnn_fp32
             proc.wait()
     stderr = proc.stderr.read()
     assert proc.returncode == ExitCode.FARM_INCOMPLETE, stderr
-    assert injected == {"killed": True, "hung": True}
+    assert set(injected) == set(faults)
+    broken_devices = sorted(faults)
+    total = 4 * len(devices)
 
     finished = [e for e in stream if e["event"] == "job_finished"]
     by_device: dict[str, list[dict]] = {}
     for event in finished:
         by_device.setdefault(event["device"], []).append(event)
-    assert len(finished) == 20  # every job of the matrix is accounted for
+    assert len(finished) == total  # every job of the matrix is accounted for
     for healthy in ("healthy", "local"):
         assert [e["status"] for e in by_device[healthy]] == ["ok"] * 4
-    for broken in ("killed", "hung"):
+    for broken in broken_devices:
         statuses = [e["status"] for e in by_device[broken]]
         assert statuses == ["ok", "failed", "failed", "skipped"], (broken, by_device[broken])
         assert all(e["transient"] for e in by_device[broken] if e["status"] == "failed")
     quarantined = {e["device"]: e["reason"] for e in stream if e["event"] == "device_quarantined"}
-    assert set(quarantined) == {"killed", "hung"}
+    assert sorted(quarantined) == broken_devices
     assert "health probe" in quarantined["killed"]
     retries = [e for e in stream if e["event"] == "job_retry"]
-    assert {e["device"] for e in retries} == {"killed", "hung"}  # only transient faults are retried
+    assert sorted({e["device"] for e in retries}) == broken_devices  # only transient faults are retried
 
     crash_events = by_device["crashy"]
     crashed = [e for e in crash_events if e["status"] == "failed"]
@@ -139,7 +160,7 @@ def test_faults_during_a_run_then_resume(sshd_factory, tmp_path, tflite_cnn_fp32
 
     with open_store(tmp_path / "faults.results.db") as store:
         rows = store.status_by_job("faults")
-        assert len(rows) == 20
+        assert len(rows) == total
         causes = {(r["device"], r["status"], r["error_kind"]) for r in rows.values() if r["status"] != "ok"}
         assert ("crashy", "failed", "runner_crashed") in causes
         assert ("killed", "failed", "unreachable") in causes
@@ -160,13 +181,15 @@ def test_faults_during_a_run_then_resume(sshd_factory, tmp_path, tflite_cnn_fp32
     # The devices come back; the same command finishes what is missing and runs nothing twice.
     servers["killed"].start()
     servers["hung"].resume()
+    if netns is not None:
+        netns[0].restore()
     proc = start_run(farm)
     resumed = follow(proc, lambda event: None)
     stderr = proc.stderr.read()
     assert proc.returncode == ExitCode.FARM_INCOMPLETE, stderr  # the crashing jobs stay failed
-    assert resumed[0]["pending"] == 6
+    assert resumed[0]["pending"] == 3 * len(broken_devices)
     rerun = [e for e in resumed if e["event"] == "job_finished"]
-    assert {e["device"] for e in rerun} == {"killed", "hung"}
+    assert sorted({e["device"] for e in rerun}) == broken_devices
     assert {e["status"] for e in rerun} == {"ok"}
     status = subprocess.run(
         [sys.executable, "-m", "toolkit.cli", "farm", "status", str(farm), "--json"],
@@ -174,4 +197,4 @@ def test_faults_during_a_run_then_resume(sshd_factory, tmp_path, tflite_cnn_fp32
         text=True,
         cwd=REPO,
     )
-    assert json.loads(status.stdout)["totals"] == {"done": 18, "failed": 2, "skipped": 0, "remaining": 0}
+    assert json.loads(status.stdout)["totals"] == {"done": total - 2, "failed": 2, "skipped": 0, "remaining": 0}
