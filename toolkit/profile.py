@@ -152,7 +152,8 @@ def model_file(path: str | os.PathLike[str]) -> ModelFile:
 # --- planning -------------------------------------------------------------------------------------
 
 
-def _load_profile(name: str | None) -> Any:
+def load_profile_or_none(name: str | None) -> Any:
+    """The validated device profile (toolkit.device_profiles), or None when no name is given."""
     if not name:
         return None
     from toolkit.device_profiles import load_profile
@@ -490,7 +491,7 @@ def profile_model(request: ProfileRequest, transport: Any = None) -> dict[str, A
     """Measure `request.model` on `request.device`; return one validated result document."""
     started = time.perf_counter()
     model = model_file(request.model)
-    profile = _load_profile(request.profile)
+    profile = load_profile_or_none(request.profile)
     owned = transport is None
     if owned:
         from toolkit.transports import open_transport
