@@ -1,8 +1,9 @@
 """A farm of real simulated devices — private sshd servers on 127.0.0.x, one inside a network
-namespace, and the local device — with faults injected while `edgetk farm run` is running: a host
-killed, a host hung (SIGSTOP), packets dropped by nftables, a runner that segfaults. The healthy
-jobs complete, every failure is stored with its cause, the broken devices are quarantined, and
-running the same command again finishes the rest."""
+namespace, an adb device (the adbd test server with the real adb client) and the local device —
+with faults injected while `edgetk farm run` is running: a host killed, a host hung (SIGSTOP),
+packets dropped by nftables, a runner that segfaults. The healthy jobs complete, every failure is
+stored with its cause, the broken devices are quarantined, and running the same command again
+finishes the rest."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.fixtures.adb import adb_options_for
 from tests.fixtures.ssh import needs_sshd
 from toolkit.errors import ExitCode
 from toolkit.results import validate_result
@@ -88,7 +90,9 @@ def follow(proc: subprocess.Popen, on_event) -> list[dict]:
 @needs_sshd
 @pytest.mark.slow
 @pytest.mark.network
-def test_faults_during_a_run_then_resume(sshd_factory, request, tmp_path, tflite_cnn_fp32, tflite_cnn_int8):
+def test_faults_during_a_run_then_resume(
+    sshd_factory, adbd_factory, adb_server, request, tmp_path, tflite_cnn_fp32, tflite_cnn_int8
+):
     shutil.copy(tflite_cnn_fp32, tmp_path / "cnn_fp32.tflite")
     shutil.copy(tflite_cnn_int8, tmp_path / "cnn_int8.tflite")
     crash_sha = hashlib.sha256((tmp_path / "cnn_int8.tflite").read_bytes()).hexdigest()
@@ -101,6 +105,14 @@ def test_faults_during_a_run_then_resume(sshd_factory, request, tmp_path, tflite
     }
     devices = [ssh_device(name, server) for name, server in servers.items() if name != "crashy"]
     devices += [ssh_device("crashy", servers["crashy"], python=str(crashing)), {"name": "local", "uri": "local"}]
+    phone = adbd_factory()  # an Android device through the real adb client and server
+    devices.append(
+        {
+            "name": "phone",
+            "uri": f"adb://{phone.serial}",
+            "transport": {**adb_options_for(adb_server, phone), "python": sys.executable},
+        }
+    )
     netns = _netns_device(request)  # a host in its own network namespace, where nftables can drop packets
     if netns is not None:
         servers["dropped"] = netns[1]
@@ -139,7 +151,7 @@ def test_faults_during_a_run_then_resume(sshd_factory, request, tmp_path, tflite
     for event in finished:
         by_device.setdefault(event["device"], []).append(event)
     assert len(finished) == total  # every job of the matrix is accounted for
-    for healthy in ("healthy", "local"):
+    for healthy in ("healthy", "local", "phone"):
         assert [e["status"] for e in by_device[healthy]] == ["ok"] * 4
     for broken in broken_devices:
         statuses = [e["status"] for e in by_device[broken]]
