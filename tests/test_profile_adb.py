@@ -57,3 +57,125 @@ def test_phone_without_python_is_a_setup_error_with_a_hint(adbd, adb_server, tfl
         profile_model(request)
     assert "no Python" in excinfo.value.message
     assert "--python" in excinfo.value.hint
+
+
+# --- the benchmark_model mode -------------------------------------------------------------------------
+
+RECORDED = Path(__file__).parent / "data" / "benchmark_model"
+
+
+def _calls(adbd, name: str = "benchmark_model") -> list[str]:
+    path = Path(adbd.sandbox) / f"{name}.calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_benchmark_model_mode_pushes_the_binary_and_maps_its_output(adbd, adb_server, tflite_cnn_fp32):
+    program = adbd.install_benchmark_model(RECORDED / "logcat_yolo26n_fp16_percentiles.txt")
+    request = _request(tflite_cnn_fp32, adbd, adb_server, benchmark_model=str(program), threads=4)
+    result = profile_model(request)
+    validate_result(result)
+    assert result["config"]["runner"] == "benchmark_model"
+    assert result["config"]["delegate"] == "xnnpack"
+    assert result["config"]["threads"] == 4
+    timings = result["timings"]
+    assert timings["init"] == pytest.approx(95.112)
+    assert timings["first"] == pytest.approx(237.814)
+    assert timings["warmup_mean"] == pytest.approx(238.954)
+    assert timings["mean"] == pytest.approx(257.131)
+    assert timings["p50"] == pytest.approx(252.767)
+    assert (timings["min"], timings["max"]) == (pytest.approx(220.934), pytest.approx(326.273))
+    assert timings["count"] == 25
+    assert timings["samples"] == []
+    assert result["delegation"] == {"delegated_nodes": 642, "total_nodes": 685, "partitions": 19, "cpu_ops": []}
+    assert result["memory"]["source"] == "benchmark_model"
+    assert result["memory"]["delta_bytes"] == round(90.25 * 1024 * 1024)
+    assert result["selection"]["attempts"][0]["outcome"] == "partial"
+    assert result["parity"] is None
+    fingerprint = result["device"]["fingerprint"]
+    assert fingerprint["runtime"]["name"] == "benchmark_model"
+    assert fingerprint["serial"] == adbd.serial
+    assert fingerprint["os"]
+    # The pushed copy ran, with the model's device path and the settings as flags.
+    (call,) = _calls(adbd)
+    assert f"--graph={adbd.device_path('/data/local/tmp/edgetk')}/models/" in call
+    for flag in ("--num_threads=4", "--use_xnnpack=true", "--num_runs=30", "--min_secs=0", "--warmup_runs=2"):
+        assert flag in call.split()
+    bins = list(Path(adbd.device_path("/data/local/tmp/edgetk/bin")).iterdir())
+    assert len(bins) == 1
+    assert bins[0].stat().st_mode & 0o111
+
+
+def test_benchmark_model_mode_falls_back_when_a_delegate_fails_and_keeps_the_history(
+    adbd, adb_server, tflite_cnn_fp32, tmp_path
+):
+    """A benchmark_model whose NNAPI run fails (verbatim NNAPI failure output) and whose CPU run works."""
+    failed = RECORDED / "tf24_yolov5s_int8_nnapi_qti_default_failed.txt"
+    works = RECORDED / "tf24_yolov5s_fp32_cpu.txt"
+    program = tmp_path / "benchmark_model"
+    program.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" --use_nnapi=true "*) cat ' + str(failed) + "; exit 1;; esac\n"
+        "cat " + str(works) + "\n"
+    )
+    program.chmod(0o755)
+    request = _request(
+        tflite_cnn_fp32,
+        adbd,
+        adb_server,
+        benchmark_model=str(program),
+        delegates=("nnapi", "xnnpack"),
+        delegate_options={"nnapi": {"accelerator_name": "qti-default"}},
+    )
+    result = profile_model(request)
+    attempts = result["selection"]["attempts"]
+    assert [(a["delegate"], a["outcome"]) for a in attempts] == [("nnapi", "failed_to_load"), ("xnnpack", "applied")]
+    assert "ANEURALNETWORKS_OP_FAILED" in attempts[0]["details"]["errors"][0]
+    assert result["config"]["delegate"] == "xnnpack"
+    assert result["timings"]["mean"] == pytest.approx(249.684)
+    assert result["memory"]["delta_bytes"] == round(138.809 * 1024 * 1024)
+
+
+def test_benchmark_model_mode_reports_a_failure_of_every_delegate(adbd, adb_server, tflite_cnn_fp32):
+    from toolkit.errors import DelegateError
+
+    program = adbd.install_benchmark_model(RECORDED / "tf24_yolov5s_int8_nnapi_qti_dsp_failed.txt", exit_code=1)
+    request = _request(tflite_cnn_fp32, adbd, adb_server, benchmark_model=str(program), delegates=("nnapi",))
+    with pytest.raises(DelegateError) as excinfo:
+        profile_model(request)
+    assert "NNAPI" in excinfo.value.message or "nnapi" in excinfo.value.message
+    assert excinfo.value.details["attempts"][0]["outcome"] == "failed_to_load"
+
+
+def test_benchmark_model_already_on_the_phone_from_the_profile(adbd, adb_server, tflite_cnn_fp32, tmp_path):
+    program = adbd.install_benchmark_model(RECORDED / "tf28_riscv_mobilenet_v1_op_profiling.txt")
+    profile = tmp_path / "phone.yaml"
+    profile.write_text(
+        "name: test-phone\nos: android\nabi: arm64-v8a\n"
+        "delegates: {gpu: {options: {precision: fp16}}}\npreferred_delegates: [gpu, xnnpack]\nthreads: [1, 4]\n"
+        f"runner: {{mode: benchmark_model, benchmark_model: {program}}}\n"
+    )
+    request = _request(tflite_cnn_fp32, adbd, adb_server, profile=str(profile))
+    result = profile_model(request)
+    assert result["device"]["profile"] == "test-phone"
+    assert result["config"]["delegate"] == "gpu"
+    assert result["config"]["threads"] == 4
+    timings = result["timings"]
+    assert timings["mean"] == pytest.approx(2950.34)  # 2.95034e+06 us
+    assert timings["warmup_runs"] == 1
+    assert timings["count"] == 50
+    (call,) = _calls(adbd)  # the profile's program on the phone ran (it records its arguments)
+    assert "--use_gpu=true" in call.split()
+    assert "--gpu_precision_loss_allowed=true" in call.split()
+    assert not Path(adbd.device_path("/data/local/tmp/edgetk/bin")).exists() or not any(
+        Path(adbd.device_path("/data/local/tmp/edgetk/bin")).iterdir()
+    )
+
+
+def test_benchmark_model_missing_on_the_phone_is_a_setup_error(adbd, adb_server, tflite_cnn_fp32, tmp_path):
+    profile = tmp_path / "phone.yaml"
+    profile.write_text(
+        "name: test-phone\nos: android\nabi: arm64-v8a\n"
+        "runner: {mode: benchmark_model, benchmark_model: /data/local/tmp/not-there/benchmark_model}\n"
+    )
+    with pytest.raises(DeviceSetupError, match="benchmark_model is not at"):
+        profile_model(_request(tflite_cnn_fp32, adbd, adb_server, profile=str(profile)))

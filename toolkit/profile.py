@@ -272,6 +272,9 @@ class RemoteLayout:
     def inputs(self, sha256: str, suffix: str) -> str:
         return posixpath.join(self.workdir, "inputs", f"{sha256}{suffix}")
 
+    def binary(self, sha256: str) -> str:
+        return posixpath.join(self.workdir, "bin", f"benchmark_model-{sha256[:16]}")
+
     def run_folder(self, run_id: str) -> str:
         return posixpath.join(self.workdir, "runs", run_id)
 
@@ -427,12 +430,217 @@ def _no_document_error(result: Any, uri: str) -> ToolkitError:
 
 # --- the benchmark_model runner -------------------------------------------------------------------
 
+# One round trip: create folders ($1, $2), then say which of the remaining paths exist.
+PREPARE_SCRIPT = 'mkdir -p "$1" "$2"; shift 2; for f in "$@"; do [ -e "$f" ] && echo "have $f"; done; true'
+DUMP_SEPARATOR = "@@edgetk-sysfs"
+
+# Delegate options benchmark_model understands: (delegate, option) -> (flag, value mapping or None).
+BENCHMARK_OPTION_FLAGS: dict[tuple[str, str], tuple[str, dict[str, str] | None]] = {
+    ("gpu", "precision"): ("gpu_precision_loss_allowed", {"fp16": "true", "fp32": "false"}),
+    ("gpu", "backend"): ("gpu_backend", None),
+    ("nnapi", "execution_preference"): ("nnapi_execution_preference", None),
+    ("nnapi", "allow_fp16"): ("nnapi_allow_fp16", None),
+}
+
+
+def _prepare_remote(transport: Any, folders: tuple[str, str], paths: list[str]) -> set[str]:
+    result = transport.run(["sh", "-c", PREPARE_SCRIPT, "sh", *folders, *paths], timeout=PROBE_TIMEOUT_S)
+    return {line[len("have ") :] for line in result.stdout.splitlines() if line.startswith("have ")}
+
+
+def _device_facts(transport: Any) -> tuple[dict[str, Any], Any]:
+    """Fingerprint and thermal snapshot of a device without Python, in one shell round trip."""
+    from toolkit.runner.fingerprint import DUMP_SCRIPT, fingerprint, parse_dump
+    from toolkit.runner.thermal import SYSFS_DUMP_SCRIPT, parse_sysfs_dump
+
+    script = f"{DUMP_SCRIPT}; echo {DUMP_SEPARATOR}; {SYSFS_DUMP_SCRIPT}"
+    out = transport.run(["sh", "-c", script], timeout=PROBE_TIMEOUT_S, check=False).stdout
+    facts, _, sysfs = out.partition(DUMP_SEPARATOR)
+    return fingerprint(parse_dump(facts)), parse_sysfs_dump(sysfs)
+
+
+def _sysfs_snapshot(transport: Any) -> Any:
+    from toolkit.runner.thermal import SYSFS_DUMP_SCRIPT, parse_sysfs_dump
+
+    return parse_sysfs_dump(transport.run(["sh", "-c", SYSFS_DUMP_SCRIPT], timeout=PROBE_TIMEOUT_S).stdout)
+
+
+def _benchmark_candidates(plan: Plan) -> list[str]:
+    """benchmark_model tries one delegate per run: the request in order, `auto` as the profile's order."""
+    profile_order = [n for n in plan.profile_order if n != "auto"] or list(DEFAULT_DELEGATES)
+    out: list[str] = []
+    for name in list(plan.delegates) or profile_order:
+        for candidate in profile_order if name == "auto" else [name]:
+            if candidate not in out:
+                out.append(candidate)
+    return out
+
+
+def _delegate_flags(name: str, request: ProfileRequest, plan: Plan) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """benchmark_argv keywords and extra flags for one delegate, plus warnings for options it cannot pass."""
+    from delegates.choice import parse_choice
+
+    choice = parse_choice(name)
+    options = {
+        **(plan.profile_delegates.get(name) or {}).get("options", {}),
+        **(request.delegate_options.get(name) or {}),
+    }
+    library = choice.library or (plan.profile_delegates.get(name) or {}).get("library")
+    keywords: dict[str, Any] = {"delegate": choice.delegate}
+    extra: dict[str, Any] = {}
+    warnings: list[str] = []
+    for key, value in options.items():
+        if choice.delegate == "nnapi" and key == "accelerator_name":
+            keywords["nnapi_accelerator_name"] = str(value)
+        elif choice.delegate == "external":
+            keywords.setdefault("external_delegate_options", {})[key] = value
+        elif (choice.delegate, key) in BENCHMARK_OPTION_FLAGS:
+            flag, mapping = BENCHMARK_OPTION_FLAGS[(choice.delegate, key)]
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            extra[flag] = mapping.get(text, text) if mapping else text
+        else:
+            warnings.append(f"benchmark_model has no flag for {name} option {key}={value}; not applied")
+    if choice.delegate == "external":
+        keywords["external_delegate_path"] = library
+    return keywords, extra, warnings
+
+
+def _benchmark_attempt(
+    transport: Any, request: ProfileRequest, plan: Plan, paths: dict[str, str], name: str
+) -> tuple[Any, dict[str, Any], list[str]]:
+    """Run benchmark_model once with one delegate: (parsed output, selection attempt, warnings)."""
+    from toolkit.benchmark_model import benchmark_argv, parse_benchmark_output
+
+    keywords, extra, warnings = _delegate_flags(name, request, plan)
+    argv = benchmark_argv(
+        paths["binary"], paths["model"], threads=plan.threads, settings=request.settings, extra_flags=extra, **keywords
+    )
+    prefix = [*_env_prefix(plan), *(["taskset", plan.taskset] if plan.taskset else [])]
+    result = transport.run([*prefix, *argv], timeout=plan.timeout_s + TRANSPORT_GRACE_S, check=False)
+    if result.returncode in (126, 127):
+        raise DeviceSetupError(
+            f"benchmark_model could not be started on {transport.uri} (exit {result.returncode}): "
+            f"{(result.stderr or result.stdout).strip()[-200:]}",
+            "check that the binary is built for the device's CPU (e.g. android_arm64) and that its folder allows execution",
+        )
+    parsed = parse_benchmark_output(result.stdout + "\n" + result.stderr, result.returncode)
+    if parsed.failure is None:
+        done, total = parsed.delegation.get("delegated_nodes"), parsed.delegation.get("total_nodes")
+        outcome = "partial" if done is not None and total and done < total else "applied"
+        reason = f"{done}/{total} nodes delegated" if done is not None else "benchmark_model ran"
+        return parsed, {"delegate": name, "outcome": outcome, "reason": reason, "details": {}}, warnings
+    failure = parsed.failure
+    outcome = "failed_to_load" if failure.kind == "delegate_failed" else "rejected"
+    details = {"failure": failure.kind, "errors": list(failure.errors)}
+    return parsed, {"delegate": name, "outcome": outcome, "reason": failure.reason, "details": details}, warnings
+
+
+def _benchmark_device_document(plan: Plan, parsed: Any, name: str, attempts: list, warnings: list) -> dict[str, Any]:
+    timings = {**parsed.timings, "samples": []}
+    if "p50" not in timings and "p50" in parsed.percentiles_ms:
+        timings["p50"] = parsed.percentiles_ms["p50"]
+    delegation = dict(parsed.delegation)
+    return {
+        "delegate_request": list(plan.delegates) or list(plan.profile_order) or list(DEFAULT_DELEGATES),
+        "config": {"delegate": name, "threads": plan.threads, "delegate_options": {}},
+        "timings": timings,
+        "memory": dict(parsed.memory),
+        "delegation": delegation,
+        "selection": {"chosen": name, "attempts": attempts, "measurements_ms": {}},
+        "parity": None,
+        "warnings": warnings,
+    }
+
 
 def run_benchmark_model(transport: Any, request: ProfileRequest, plan: Plan, model: ModelFile) -> dict[str, Any]:
-    """Push TFLite's benchmark_model and the model; run it; parse its output into the device document."""
-    from toolkit.runner.bm_mode import run_benchmark_model_binary
+    """Push TFLite's benchmark_model (if given locally) and the model; run it; parse its output."""
+    layout = RemoteLayout(plan.workdir)
+    binary = plan.device_binary or layout.binary(sha256_file(plan.local_binary))
+    paths = {"binary": binary, "model": layout.model(model.sha256, model.path.name)}
+    have = _prepare_remote(
+        transport, (posixpath.dirname(paths["model"]), posixpath.dirname(binary)), [binary, paths["model"]]
+    )
+    if plan.device_binary and binary not in have:
+        raise DeviceSetupError(
+            f"benchmark_model is not at {binary} on {transport.uri}",
+            "push it there (adb push benchmark_model /data/local/tmp/) or pass --benchmark-model LOCAL_PATH",
+        )
+    if binary not in have:
+        transport.push(str(plan.local_binary), binary)
+        transport.run(["chmod", "755", binary], timeout=PROBE_TIMEOUT_S)
+    if paths["model"] not in have:
+        transport.push(str(model.path), paths["model"])
+    fingerprint, before = _device_facts(transport)
+    warnings = _benchmark_warnings(request)
+    cooldown = _remote_cooldown(transport, request.settings, plan, warnings)
+    if cooldown is not None:
+        before = _sysfs_snapshot(transport)
+    attempts: list[dict[str, Any]] = []
+    for name in _benchmark_candidates(plan):
+        parsed, attempt, notes = _benchmark_attempt(transport, request, plan, paths, name)
+        attempts.append(attempt)
+        warnings += notes
+        if parsed.failure is None:
+            break
+    else:
+        raise _with_attempts(parsed.failure.to_error(), attempts)
+    after = _sysfs_snapshot(transport)
+    document = _benchmark_device_document(plan, parsed, name, attempts, warnings)
+    fingerprint["runtime"] = {"name": "benchmark_model", "version": None}
+    document["fingerprint"] = fingerprint
+    document["thermal"] = _thermal_section(before, after, plan, cooldown, warnings)
+    return document
 
-    return run_benchmark_model_binary(transport, request, plan, model)
+
+def _with_attempts(error: ToolkitError, attempts: list[dict[str, Any]]) -> ToolkitError:
+    error.details["attempts"] = attempts
+    return error
+
+
+def _benchmark_warnings(request: ProfileRequest) -> list[str]:
+    notes = []
+    if request.settings.adaptive:
+        notes.append("adaptive mode needs the Python runner; benchmark_model ran with --num_runs/--min_secs/--max_secs")
+    if request.inputs:
+        notes.append("benchmark_model feeds random inputs; the inputs file was not used")
+    if request.parity:
+        notes.append("benchmark_model cannot compare outputs with the CPU reference: no parity figures")
+    return notes
+
+
+def _remote_cooldown(transport: Any, settings: BenchmarkSettings, plan: Plan, warnings: list[str]) -> float | None:
+    from toolkit.runner import thermal
+
+    if settings.cooldown_below_c is None:
+        return None
+    waited, reached = thermal.wait_for_cooldown(
+        settings.cooldown_below_c,
+        settings.cooldown_max_s,
+        lambda: thermal.pick_zones(_sysfs_snapshot(transport).temps_c, plan.thermal_zones),
+    )
+    if reached is None:
+        warnings.append("cooldown requested but no thermal zone is readable on this device")
+    elif not reached:
+        warnings.append(f"zones still at or above {settings.cooldown_below_c:g} °C after the cooldown limit")
+    return round(waited, 3)
+
+
+def _thermal_section(before: Any, after: Any, plan: Plan, cooldown: float | None, warnings: list) -> Any:
+    from toolkit.runner import thermal
+
+    if not (before.temps_c or before.cpu_khz or cooldown is not None):
+        return None
+    changed = thermal.clocks_changed(before, after)
+    if changed:
+        warnings.append("CPU clocks changed during the run (throttling or DVFS): compare with care")
+    return {
+        "before_c": thermal.pick_zones(before.temps_c, plan.thermal_zones),
+        "after_c": thermal.pick_zones(after.temps_c, plan.thermal_zones),
+        "cpu_khz_before": before.cpu_khz,
+        "cpu_khz_after": after.cpu_khz,
+        "clocks_changed": changed,
+        "cooldown_waited_s": cooldown,
+    }
 
 
 RunnerMode = Callable[[Any, ProfileRequest, Plan, ModelFile], dict]
@@ -449,6 +657,13 @@ def _job(job: Any) -> dict[str, Any] | None:
     return job.model_dump(mode="json") if hasattr(job, "model_dump") else dict(job)
 
 
+def _with_serial(fingerprint: dict[str, Any], transport: Any) -> dict[str, Any]:
+    """adb devices are known by their serial even when the device does not report one."""
+    if not fingerprint.get("serial") and getattr(transport, "serial", None):
+        return {**fingerprint, "serial": transport.serial}
+    return fingerprint
+
+
 def assemble_result(
     request: ProfileRequest, plan: Plan, model: ModelFile, transport: Any, device: dict[str, Any], duration_s: float
 ) -> dict[str, Any]:
@@ -463,7 +678,7 @@ def assemble_result(
             "uri": request.device,
             "transport": transport.kind,
             "profile": plan.profile_name,
-            "fingerprint": device.get("fingerprint") or {},
+            "fingerprint": _with_serial(device.get("fingerprint") or {}, transport),
         },
         "config": {
             "delegate_request": list(device.get("delegate_request") or plan.delegates),
