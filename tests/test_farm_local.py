@@ -200,3 +200,42 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_stores_no_partial_result(fa
     assert resumed.returncode == 0, resumed.stderr
     with open_store(farm_dir / "interrupted.results.db") as store:
         assert len(store.rows("interrupted")) == 8
+
+
+@pytest.mark.slow
+def test_source_model_is_converted_once_per_variant_and_cached_by_content(tmp_path, repo_root):
+    shutil.copytree(repo_root / "examples" / "digits", tmp_path / "digits")
+    farm = tmp_path / "farm.yaml"
+    farm.write_text("models: [digits/digits.onnx]\n" + QUICK)  # the three-line farm file (plus quick settings)
+    first = edgetk("farm", "run", str(farm), "--json")
+    assert first.returncode == 0, first.stderr
+    stream = events(first.stdout)
+    assert [e["variants"] for e in stream if e["event"] == "conversion_started"] == [["fp32", "int8"]]
+    finished = [e for e in stream if e["event"] == "job_finished"]
+    assert [e["job"].split(" ")[0] for e in finished] == ["digits/fp32", "digits/int8"]
+    cache = tmp_path / ".edgetk-cache"
+    (folder,) = cache.iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "digits.fp32.report.json",
+        "digits.fp32.tflite",
+        "digits.int8.report.json",
+        "digits.int8.tflite",
+    ]
+
+    farm.write_text("models: [digits/digits.onnx]\nmatrix: {threads: [1]}\n" + QUICK)  # new jobs, same models
+    second = events(edgetk("farm", "run", str(farm), "--json").stdout)
+    assert not [e for e in second if e["event"] == "conversion_started"]
+    assert sorted(e["variant"] for e in second if e["event"] == "conversion_cached") == ["fp32", "int8"]
+
+    calibration = tmp_path / "digits" / "calib.npy"
+    calibration.write_bytes(calibration.read_bytes()[:-64] + bytes(64))  # new calibration data: int8 is redone
+    third = events(edgetk("farm", "run", str(farm), "--json").stdout)
+    assert [e["variants"] for e in third if e["event"] == "conversion_started"] == [["fp32", "int8"]]
+    assert len(list(cache.iterdir())) == 2
+
+    report = edgetk("report", str(tmp_path / "farm.results.db"), "-o", str(tmp_path / "report.json"), "--json")
+    assert report.returncode == 0, report.stderr
+    rows = json.loads(report.stdout)["rows"]
+    assert {r["variant"] for r in rows} == {"fp32", "int8"}
+    assert {r["accuracy_metric"] for r in rows} <= {"task accuracy", "top-1 agreement"}  # from the converter's report.json
+    assert all(r["accuracy_drop"] is not None for r in rows)
