@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.procs import free_port, process_state, wait_for
+from tests.servers.procs import free_port, process_state, time_out_after_start, wait_for
 from toolkit.errors import (
     AuthError,
     CommandTimeoutError,
@@ -134,8 +134,8 @@ def test_hung_device_times_out_and_recovers(adbd, adb_transport):
 
 def test_timeout_kills_the_remote_command(adb_transport, tmp_path):
     pid_file = tmp_path / "pid"
-    with pytest.raises(CommandTimeoutError):
-        adb_transport.run(["sh", "-c", f"echo $$ > {pid_file}; sleep 60"], timeout=2)
+    script = ["sh", "-c", f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}; sleep 600"]
+    time_out_after_start(lambda t: adb_transport.run(script, timeout=t), pid_file, CommandTimeoutError)
     pid = int(pid_file.read_text())
     wait_for(lambda: process_state(pid) in (None, "Z"), 10, "the remote command to be killed")
 

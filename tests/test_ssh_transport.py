@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.procs import process_state, wait_for
+from tests.servers.procs import process_state, time_out_after_start, wait_for
 from tests.servers.sshd import SshKey
 from toolkit.errors import (
     AuthError,
@@ -62,6 +62,16 @@ def test_connection_is_reused_and_closed(sshd, ssh_transport):
     ssh_transport.close()
     assert not os.path.exists(control_dir)
     wait_for(lambda: sshd.session_pids() == [], 10, "the server-side session to end")
+
+
+def test_expired_shared_connection_is_reopened_and_closed(sshd):
+    transport = open_transport(sshd.uri, sshd.transport_options(control_persist_s=1))
+    transport.run(["true"])
+    wait_for(lambda: not transport.master_running(), 30, "the idle shared connection to expire")
+    assert transport.run(["echo", "again"]).stdout == "again\n"  # a command opens it again
+    transport.close()
+    wait_for(lambda: sshd.session_pids() == [], 10, "the server-side sessions to end")
+    assert sshd.log.read_text().count("Accepted publickey") == 2
 
 
 def test_without_multiplexing_each_command_logs_in(sshd):
@@ -206,10 +216,10 @@ def test_server_killed_mid_command_is_device_lost(sshd, ssh_transport, tmp_path)
 
 def test_command_timeout_kills_the_remote_command(ssh_transport, tmp_path):
     pid_file = tmp_path / "pid"
-    with pytest.raises(CommandTimeoutError) as info:
-        ssh_transport.run(["sh", "-c", f"echo $$ > {pid_file}; sleep 60 & wait"], timeout=2)
-    assert info.value.exit_code == ExitCode.TIMEOUT
-    assert info.value.details["argv"][0] == "sh"
+    script = ["sh", "-c", f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}; sleep 600 & wait"]
+    error = time_out_after_start(lambda t: ssh_transport.run(script, timeout=t), pid_file, CommandTimeoutError)
+    assert error.exit_code == ExitCode.TIMEOUT
+    assert error.details["argv"][0] == "sh"
     remote_pid = int(pid_file.read_text())
     wait_for(lambda: process_state(remote_pid) in (None, "Z"), 10, "the remote command to be killed")
     assert ssh_transport.run(["echo", "still usable"]).stdout == "still usable\n"

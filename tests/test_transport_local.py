@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.procs import time_out_after_start
 from toolkit.errors import CommandTimeoutError, ConfigError, ExitCode, RemoteCommandError
 from toolkit.transports import (
     AdbOptions,
@@ -66,10 +67,9 @@ def test_stdin_is_passed(local):
 
 def test_timeout_kills_the_command_and_its_children(local, tmp_path):
     marker = tmp_path / "child.pid"
-    script = f"sleep 60 & echo $! > {marker}; wait"
-    with pytest.raises(CommandTimeoutError) as info:
-        local.run(["sh", "-c", script], timeout=1)
-    assert info.value.transient
+    script = f"sleep 600 & echo $! > {marker}.tmp && mv {marker}.tmp {marker}; wait"
+    error = time_out_after_start(lambda t: local.run(["sh", "-c", script], timeout=t), marker, CommandTimeoutError)
+    assert error.transient
     child = int(marker.read_text())
     # The child was in the killed process group: it must be gone (reaped by init) or a zombie.
     assert not _alive(child)

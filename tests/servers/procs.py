@@ -77,3 +77,21 @@ def process_state(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return None
+
+
+def time_out_after_start(run, started: Path, error: type[BaseException], timeouts=(2, 8, 30, 120)) -> BaseException:
+    """Call run(timeout) with growing timeouts until it times out *after* the command started.
+
+    `started` is a file the command writes first. On a loaded machine a short timeout can expire
+    before the command even starts; that attempt proves nothing, so the next one waits longer.
+    Returns the timeout error of the attempt that counted.
+    """
+    for timeout in timeouts:
+        try:
+            run(timeout)
+        except error as caught:
+            if started.exists():
+                return caught
+            continue
+        raise AssertionError(f"the command finished instead of timing out after {timeout} s")
+    raise AssertionError(f"the command never started within {timeouts[-1]} s")

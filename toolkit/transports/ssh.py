@@ -275,7 +275,8 @@ class SshTransport(Transport):
     def close(self) -> None:
         """Close the shared connection (`ssh -O exit`) and remove its socket folder."""
         if self._control_dir is not None:
-            if self._master_started:
+            # Also when a command re-opened the connection itself (ControlMaster=auto).
+            if any(name != "master.log" for name in os.listdir(self._control_dir)):
                 try:
                     run_process(self.ssh_argv("-O", "exit"), timeout=10)
                 except DeviceError:
