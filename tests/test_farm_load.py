@@ -59,7 +59,11 @@ def test_twenty_devices_five_hundred_jobs_each_stored_once(sshd_factory, tmp_pat
         )
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "toolkit.cli", "farm", "run", str(farm), "--json"], capture_output=True, text=True, cwd=REPO, timeout=1500
+        [sys.executable, "-m", "toolkit.cli", "farm", "run", str(farm), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=1500,
     )
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     failures = [e for e in events if e["event"] in ("job_retry", "job_finished") and e.get("error")]
@@ -82,7 +86,11 @@ def test_twenty_devices_five_hundred_jobs_each_stored_once(sshd_factory, tmp_pat
     assert len(cells) == JOBS  # every cell of the matrix exactly once
 
     again = subprocess.run(
-        [sys.executable, "-m", "toolkit.cli", "farm", "run", str(farm), "--json"], capture_output=True, text=True, cwd=REPO, timeout=600
+        [sys.executable, "-m", "toolkit.cli", "farm", "run", str(farm), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
     )
     assert again.returncode == 0
     assert json.loads(again.stdout.splitlines()[0])["pending"] == 0
