@@ -50,3 +50,11 @@ def test_reject_rule_is_connection_refused(netns, netns_sshd):
     with pytest.raises(UnreachableError, match="refused"):
         transport.run(["true"])
     transport.close()
+
+
+def test_unreachable_rule_is_no_route(netns, netns_sshd):
+    netns.unreachable(port=22)
+    transport = open_transport(netns_sshd.uri, netns_sshd.transport_options(connect_timeout_s=2))
+    with pytest.raises(UnreachableError, match="no route"):
+        transport.run(["true"])
+    transport.close()

@@ -4,6 +4,7 @@
         server = SshServer(root, key, host=ns.inner_address, exec_prefix=ns.exec_prefix).start()
         ns.drop(port=22)                             # packets to sshd vanish: clients time out
         ns.reject(port=22)                           # answered with TCP resets: "connection refused"
+        ns.unreachable(port=22)                      # ICMP host-unreachable: "no route to host"
         ns.restore()                                 # the network is healthy again
 
 Needs root, iproute2 (`ip netns`) and nftables (`nft`); `netns_available()` says whether this
@@ -148,6 +149,10 @@ class NetNamespace:
     def reject(self, port: int | None = None) -> None:
         """Answer incoming TCP packets with a reset: peers see "connection refused"/"reset"."""
         self._add_rule(port, "reject with tcp reset")
+
+    def unreachable(self, port: int | None = None) -> None:
+        """Answer incoming TCP packets with ICMP host-unreachable: peers see "no route to host"."""
+        self._add_rule(port, "reject with icmpx type host-unreachable")
 
     def restore(self) -> None:
         """Remove every fault rule."""
