@@ -199,3 +199,16 @@ def test_example_farm_file_validates(repo_root):
         pytest.fail("examples/farm.yaml is missing")
     loaded = load_farm(example)
     assert loaded.config.devices
+
+
+def test_backoff_grows_and_is_capped_and_cooldown_reaches_the_profiler(models):
+    from toolkit.farm.config import RetrySpec
+    from toolkit.farm.plan import effective_settings
+
+    retry = RetrySpec(attempts=5, backoff_s=1, factor=3, max_backoff_s=5)
+    assert [retry.delay(n) for n in (1, 2, 3)] == [1, 3, 5]
+    loaded = load_farm(
+        write(models, "models: [cnn.fp32.tflite]\ncooldown: {seconds: 1, below_c: 55, max_wait_s: 30}\n")
+    )
+    settings = effective_settings(loaded)
+    assert (settings["cooldown_below_c"], settings["cooldown_max_s"]) == (55, 30)

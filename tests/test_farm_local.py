@@ -240,3 +240,23 @@ def test_source_model_is_converted_once_per_variant_and_cached_by_content(tmp_pa
     # accuracy comes from the converter's report.json beside each model
     assert {r["accuracy_metric"] for r in rows} <= {"task accuracy", "top-1 agreement"}
     assert all(r["accuracy_drop"] is not None for r in rows)
+
+
+def test_per_job_timeout_is_a_transient_failure_that_is_retried(farm_dir):
+    farm = farm_dir / "timeout.yaml"
+    farm.write_text(
+        "name: timeout\nmodels: [cnn_fp32.tflite]\ntimeout_s: 2\n"
+        "settings: {num_runs: 1000000, min_s: 30, max_s: 30, warmup_min_s: 0}\n"
+        "retries: {attempts: 2, backoff_s: 0.1}\n"
+    )
+    proc = edgetk("farm", "run", str(farm), "--json", timeout=300)
+    assert proc.returncode == ExitCode.FARM_INCOMPLETE
+    stream = events(proc.stdout)
+    (retry,) = [e for e in stream if e["event"] == "job_retry"]
+    assert retry["error"].startswith("timeout:")
+    (finished,) = [e for e in stream if e["event"] == "job_finished"]
+    assert finished["status"] == "failed"
+    assert finished["attempts"] == 2
+    assert finished["transient"] is True
+    with open_store(farm_dir / "timeout.results.db") as store:
+        assert [a["attempt"] for a in store.attempts()] == [1]  # the retried attempt is in the history
