@@ -91,8 +91,10 @@ class Timings(_Strict):
     warmup_mean: float | None = None
     warmup_runs: int | None = None
     count: int = 0
+    p5: float | None = None  # only where the measuring tool reports it (benchmark_model)
     p50: float | None = None
     p90: float | None = None
+    p95: float | None = None  # only where the measuring tool reports it (benchmark_model)
     p99: float | None = None
     mean: float | None = None
     std: float | None = None
