@@ -66,10 +66,11 @@ def latency_distributions(rows: list[Row]) -> str | None:
     fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, max(2.5, 0.45 * tallest + 1.2) * nrows), squeeze=False)
     for ax, (device, device_rows) in zip(axes.flat, grouped.items(), strict=False):
         device_rows = sorted(device_rows, key=lambda r: r.p50 or 0.0, reverse=True)
-        ax.boxplot([r.samples for r in device_rows], showfliers=True, flierprops={"markersize": 2}, **_horizontal())
+        # Whiskers at p1/p99 and no fliers: a few scheduler hiccups would otherwise squash the boxes.
+        ax.boxplot([r.samples for r in device_rows], whis=(1, 99), showfliers=False, **_horizontal())
         ax.set_yticks(range(1, len(device_rows) + 1), [r.config_label for r in device_rows], fontsize=8)
         ax.set_title(device)
-        ax.set_xlabel("latency (ms)")
+        ax.set_xlabel("latency (ms); whiskers p1-p99")
         ax.grid(axis="x", alpha=0.3)
     for ax in list(axes.flat)[len(grouped) :]:
         ax.axis("off")
@@ -112,7 +113,10 @@ def _pareto_panel(ax: Any, device: str, rows: list[Row], best: Recommendation | 
         label="Pareto front",
     )
     for row, x, y in zip(rows, sizes, latencies, strict=True):
-        ax.annotate(f"{row.variant}/{row.delegate}", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        threads = row.threads if row.threads is not None else "-"
+        ax.annotate(
+            f"{row.variant}/{row.delegate}/t{threads}", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points"
+        )
     chosen = [
         r
         for r in rows
