@@ -89,6 +89,8 @@ def format_cell(value: Any) -> str:
             return f"{value:.1f}"
         if magnitude >= 0.01:
             return f"{value:.3f}"
+        if magnitude >= 1e-6:  # e.g. 0.00581 ms: keep it readable, no scientific notation
+            return f"{value:.3g}"
         return f"{value:.2e}"
     return str(value)
 
