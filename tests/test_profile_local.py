@@ -116,6 +116,25 @@ def test_runner_and_model_are_cached_by_hash_and_run_folders_removed(tflite_cnn_
     assert list(runs.iterdir()) == []
 
 
+def test_a_reused_transport_skips_the_setup_check_and_survives_a_cleared_cache(tflite_cnn_fp32, local):
+    runs = []
+    run = local.run
+    local.run = lambda argv, **kw: (runs.append(list(argv)), run(argv, **kw))[1]
+    _profile(tflite_cnn_fp32, local)
+    assert sum("-c" in argv for argv in runs) == 1  # the setup probe
+    runs.clear()
+    _profile(tflite_cnn_fp32, local)
+    assert len(runs) == 1  # known device, everything cached: one command, the runner
+    shutil.rmtree(Path(local.workdir) / "models")  # someone cleans the device's cache
+    result = _profile(tflite_cnn_fp32, local)
+    assert result["timings"]["count"] >= 30
+    assert local.uploads[-1].endswith("cnn_fp32.tflite")  # uploaded again
+    (pyz,) = (Path(local.workdir) / "runner").iterdir()
+    pyz.unlink()
+    _profile(tflite_cnn_fp32, local)
+    assert local.uploads[-1] == str(pyz)
+
+
 def test_inputs_file_in_the_source_layout(tflite_cnn_fp32_nchw, local, tmp_path):
     """The NCHW-metadata model takes [1,3,32,32] inputs; the runner transposes them."""
     good = tmp_path / "inputs.npy"

@@ -22,6 +22,7 @@ import os
 import posixpath
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -315,13 +316,7 @@ def probe_device(transport: Any, plan: Plan, folders: list[str], paths: list[str
     )
 
 
-def _upload(transport: Any, local: Path, remote: str, cached: bool, uploads: list[str]) -> None:
-    if not cached:
-        transport.push(str(local), remote)
-        uploads.append(remote)
-
-
-def _runner_request(request: ProfileRequest, plan: Plan, paths: dict[str, str | None], nonce: str) -> dict[str, Any]:
+def _runner_request(request: ProfileRequest, plan: Plan, paths: dict[str, Any], nonce: str) -> dict[str, Any]:
     return {
         "model": paths["model"],
         "inputs": paths["inputs"],
@@ -337,40 +332,99 @@ def _runner_request(request: ProfileRequest, plan: Plan, paths: dict[str, str | 
         "seed": request.seed,
         "parity": request.parity,
         "rundir": paths["rundir"],
+        "requires": [p for p in (paths["model"], paths["inputs"]) if p],
         "nonce": nonce,
         "timeout_s": plan.timeout_s,
     }
 
 
-def run_python_runner(transport: Any, request: ProfileRequest, plan: Plan, model: ModelFile) -> dict[str, Any]:
-    """Deploy runner.pyz, the model and inputs (each only if not cached), run, return the device document."""
+@dataclass
+class DeviceState:
+    """What this controller already knows about a device it holds a transport to (farm jobs reuse it)."""
+
+    setups: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # (python, runtime, env) -> probe report
+    present: set[str] = field(default_factory=set)  # remote files known to exist (uploads are atomic)
+
+
+_DEVICE_STATE: weakref.WeakKeyDictionary[Any, DeviceState] = weakref.WeakKeyDictionary()
+
+
+class _StaleCache(Exception):
+    """A file this controller believed cached on the device is gone."""
+
+
+def _device_state(transport: Any) -> DeviceState:
+    state = _DEVICE_STATE.get(transport)
+    if state is None:
+        state = _DEVICE_STATE[transport] = DeviceState()
+    return state
+
+
+def _remote_paths(request: ProfileRequest, plan: Plan, model: ModelFile) -> dict[str, Any]:
     from toolkit.runner.pack import build_runner
-    from toolkit.runner.probe import check_setup
 
     package = build_runner()
     layout = RemoteLayout(plan.workdir)
     inputs = Path(request.inputs).expanduser() if request.inputs else None
     if inputs is not None and not inputs.is_file():
         raise BadInputError(f"{inputs}: no such inputs file", "give an .npy or .npz file in the source model's layout")
-    paths: dict[str, str | None] = {
-        "runner": layout.runner(package.sha256),
-        "model": layout.model(model.sha256, model.path.name),
-        "inputs": layout.inputs(sha256_file(inputs), inputs.suffix.lower()) if inputs else None,
+    runner = layout.runner(package.sha256)
+    remote_model = layout.model(model.sha256, model.path.name)
+    remote_inputs = layout.inputs(sha256_file(inputs), inputs.suffix.lower()) if inputs else None
+    uploads = [(package.path, runner), (model.path, remote_model)]
+    if inputs is not None:
+        uploads.append((inputs, remote_inputs))
+    return {
+        "layout": layout,
+        "uploads": uploads,
+        "runner": runner,
+        "model": remote_model,
+        "inputs": remote_inputs,
         "rundir": layout.run_folder(uuid.uuid4().hex),
     }
-    wanted = [p for p in (paths["runner"], paths["model"], paths["inputs"]) if p]
-    report = probe_device(transport, plan, layout.folders(posixpath.dirname(paths["model"])), wanted)
-    check_setup(report, plan.python, plan.runtime)
-    cached = report.get("exists", {})
-    uploads: list[str] = []
-    _upload(transport, package.path, paths["runner"], cached.get(paths["runner"], False), uploads)
-    _upload(transport, model.path, paths["model"], cached.get(paths["model"], False), uploads)
-    if inputs is not None:
-        _upload(transport, inputs, paths["inputs"], cached.get(paths["inputs"], False), uploads)
-    document = _run_runner(transport, plan, paths, request)
-    document["uploads"] = uploads
-    document["setup"] = report
-    return document
+
+
+def _ensure_deployed(transport: Any, plan: Plan, paths: dict[str, Any], state: DeviceState) -> list[str]:
+    """Probe the device (unless this transport already knows it) and upload what is missing."""
+    from toolkit.runner.probe import check_setup
+
+    key = (plan.python, plan.runtime, tuple(sorted(plan.env.items())))
+    remote = [target for _, target in paths["uploads"]]
+    if key not in state.setups or not all(p in state.present for p in remote):
+        folders = paths["layout"].folders(posixpath.dirname(paths["model"]))
+        report = probe_device(transport, plan, folders, remote)
+        check_setup(report, plan.python, plan.runtime)
+        state.setups[key] = report
+        state.present.update(p for p, there in report.get("exists", {}).items() if there)
+    uploads = []
+    for local, target in paths["uploads"]:
+        if target not in state.present:
+            transport.push(str(local), target)
+            state.present.add(target)
+            uploads.append(target)
+    return uploads
+
+
+def run_python_runner(transport: Any, request: ProfileRequest, plan: Plan, model: ModelFile) -> dict[str, Any]:
+    """Deploy runner.pyz, the model and inputs (each only if not cached), run, return the device document."""
+    paths = _remote_paths(request, plan, model)
+    state = _device_state(transport)
+    for attempt in range(2):
+        uploads = _ensure_deployed(transport, plan, paths, state)
+        try:
+            document = _run_runner(transport, plan, paths, request)
+        except _StaleCache:
+            if attempt:
+                raise DeviceSetupError(
+                    f"files uploaded to {transport.uri} disappeared again before the run",
+                    "check that nothing on the device cleans the edgetk work folder while it runs",
+                ) from None
+            state.present.clear()
+            state.setups.clear()
+            continue
+        document["uploads"] = uploads
+        return document
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _run_runner(transport: Any, plan: Plan, paths: dict[str, Any], request: ProfileRequest) -> dict[str, Any]:
@@ -387,8 +441,12 @@ def _run_runner(transport: Any, plan: Plan, paths: dict[str, Any], request: Prof
     finally:
         if not finished:
             _remove_quietly(transport, paths["rundir"])
+    if document is None and result.returncode == 2 and "can't open file" in result.stderr:
+        raise _StaleCache(paths["runner"])  # python could not find runner.pyz
     if document is None:
         raise _no_document_error(result, transport.uri)
+    if "missing" in document:
+        raise _StaleCache(", ".join(document["missing"]))
     if "error" in document:
         raise error_from_dict(document["error"])
     document["runner_log_tail"] = result.stderr[-4000:]

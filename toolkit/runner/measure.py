@@ -25,6 +25,9 @@ from toolkit.runner.protocol import ERROR_STATUS
 from toolkit.runner.stats import summarize
 from toolkit.runner.timing import NS_PER_MS, LoopSettings, time_once, timed_runs, warmup
 
+# Delegates that are part of every TFLite runtime (no library to load).
+BUILTIN_DELEGATES = ("cpu", "xnnpack")
+
 
 def _ms(ns: float | None) -> float | None:
     return None if ns is None else round(ns / NS_PER_MS, 6)
@@ -97,7 +100,20 @@ class Measurement:
             profile_order=list(self.request.get("profile_order") or []) or None,
             thread_counts=list(self.request.get("thread_counts") or []) or None,
             runtime=runtime.name,
+            isolate=self._needs_isolated_probes(),
+            # One delegate asked for by name is what the user wants measured, even where the plain
+            # CPU kernels would be faster; a preference list keeps the "slower than CPU" fallback.
+            check_speed=len(self.request.get("delegates") or []) != 1,
         )
+
+    def _needs_isolated_probes(self) -> bool:
+        """Probe in a separate child only for delegates that load native libraries.
+
+        This process is already the supervisor's sacrificial child; the runtime's built-in kernels
+        and XNNPACK cannot crash in a probe any differently than in the measurement itself.
+        """
+        names = self.request.get("delegates") or self.request.get("profile_order") or ["xnnpack"]
+        return any(str(name).lower() not in BUILTIN_DELEGATES for name in names)
 
     def _cooldown(self) -> dict | None:
         threshold = (self.request.get("settings") or {}).get("cooldown_below_c")

@@ -3,13 +3,22 @@
 It holds toolkit/__init__.py, toolkit/errors.py, toolkit/runner/ and delegates/ — nothing else —
 with fixed timestamps, permissions and file order, so the same sources always give the same bytes
 and the same SHA-256, which names the file in each device's cache. Controller side (not packed).
+
+Next to each module sits its bytecode for the Python building the archive (unchecked hash-based
+.pyc, PEP 552, deterministic): a device with the same Python version skips compiling the runner
+at every start (zipimport cannot cache bytecode inside an archive); any other version ignores
+the .pyc (wrong magic) and compiles the source.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import os
+import subprocess
+import sys
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,12 +60,48 @@ def packed_files(root: Path = ROOT) -> list:
     return sorted(files)
 
 
+# Compiles in a fresh, isolated interpreter: marshal output depends on reference counts (shared
+# interned strings), so the same source compiled in a busy process can give different bytes.
+_COMPILE = """
+import base64, json, os, py_compile, sys, tempfile
+from py_compile import PycInvalidationMode
+out = {}
+with tempfile.TemporaryDirectory() as tmp:
+    src, pyc = os.path.join(tmp, "m.py"), os.path.join(tmp, "m.pyc")
+    for name, data in json.load(sys.stdin).items():
+        with open(src, "wb") as f:
+            f.write(base64.b64decode(data))
+        py_compile.compile(src, cfile=pyc, dfile=name, doraise=True,
+                           invalidation_mode=PycInvalidationMode.UNCHECKED_HASH)
+        with open(pyc, "rb") as f:
+            out[name] = base64.b64encode(f.read()).decode()
+json.dump(out, sys.stdout)
+"""
+
+
+def _bytecode(sources: dict[str, bytes]) -> dict[str, bytes]:
+    """Unchecked hash-based .pyc (PEP 552) for this Python, the same bytes for the same sources."""
+    payload = json.dumps({name: base64.b64encode(data).decode() for name, data in sources.items()})
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _COMPILE], input=payload, capture_output=True, text=True, check=True
+    ).stdout
+    return {name: base64.b64decode(data) for name, data in json.loads(out).items()}
+
+
+def archive_entries(root: Path = ROOT) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every archive member, sources and their bytecode, in a fixed order."""
+    sources = [("__main__.py", MAIN)] + [(n, p.read_bytes()) for n, p in packed_files(root)]
+    modules = {name: data for name, data in sources if name != "__main__.py"}
+    compiled = [(name + "c", data) for name, data in _bytecode(modules).items()]
+    return sorted(sources + compiled)
+
+
 def build_bytes(root: Path = ROOT) -> bytes:
     """The zipapp's bytes: shebang, then a zip with fixed metadata."""
     buffer = io.BytesIO()
     buffer.write(SHEBANG)
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in [("__main__.py", MAIN)] + [(n, p.read_bytes()) for n, p in packed_files(root)]:
+        for name, data in archive_entries(root):
             info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16

@@ -26,6 +26,7 @@ LOG_TAIL_LINES = 20
 # How often the supervisor checks its deadline and whether its controller is still there.
 WATCH_INTERVAL_S = 0.5
 ORPHANED_STATUS = 98
+MISSING_STATUS = 96  # a cached file the request relies on is gone: {"missing": [paths]}
 
 # Signals that mean "the runner died", with what usually causes them on devices.
 CRASH_CAUSES = {
@@ -36,6 +37,14 @@ CRASH_CAUSES = {
     "SIGKILL": "SIGKILL, most often the out-of-memory killer",
     "SIGFPE": "an arithmetic fault in the runtime",
 }
+
+
+class StaleCache(Exception):
+    """Files the request needs are not on the device (a cache the controller remembered was cleared)."""
+
+    def __init__(self, paths: list) -> None:
+        super().__init__(", ".join(paths))
+        self.paths = paths
 
 
 def signal_name(number: int) -> str:
@@ -96,6 +105,8 @@ class Supervisor:
         self._install_signal_handlers()
         try:
             document, status = self._measure(), OK_STATUS
+        except StaleCache as stale:
+            document, status = {"missing": stale.paths}, MISSING_STATUS
         except ToolkitError as error:
             document, status = {"error": error.to_dict()}, ERROR_STATUS
         finally:
@@ -106,6 +117,10 @@ class Supervisor:
         return status
 
     def _measure(self) -> dict:
+        missing = [path for path in self.request.get("requires") or [] if not os.path.exists(path)]
+        if missing:
+            # The controller believed these were cached; it uploads them again and retries.
+            raise StaleCache(missing)
         os.makedirs(self.rundir, exist_ok=True)
         request_path = os.path.join(self.rundir, REQUEST_FILE)
         with open(request_path, "w") as handle:
