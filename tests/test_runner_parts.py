@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -328,3 +329,23 @@ def test_probe_with_an_old_python_reports_its_version(tmp_path, python):
     assert report is not None, proc.stderr
     with pytest.raises(DeviceSetupError, match=r"needs Python >= 3\.9"):
         check_setup(report, python)
+
+
+# --- run folders of runs that were killed ----------------------------------------------------------
+
+
+def test_abandoned_run_folders_are_removed_and_live_ones_kept(tmp_path):
+    from toolkit.runner.supervisor import ABANDONED_AFTER_S, PID_FILE, remove_abandoned_runs
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    folders = {name: tmp_path / name for name in ("dead", "live", "fresh", "stale")}
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "runner.log").write_text("x")
+    (folders["dead"] / PID_FILE).write_text(str(finished.pid))
+    (folders["live"] / PID_FILE).write_text(str(os.getpid()))
+    old = time.time() - ABANDONED_AFTER_S - 60
+    os.utime(folders["stale"], (old, old))
+    remove_abandoned_runs(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "live"]

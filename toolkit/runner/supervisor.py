@@ -22,6 +22,9 @@ from toolkit.runner.protocol import ERROR_STATUS, OK_STATUS, frame
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
 LOG_FILE = "runner.log"
+PID_FILE = "supervisor.pid"
+# A run folder without a pid file (an interrupted start) is garbage after this long.
+ABANDONED_AFTER_S = 24 * 3600
 LOG_TAIL_LINES = 20
 # How often the supervisor checks its deadline and whether its controller is still there.
 WATCH_INTERVAL_S = 0.5
@@ -88,6 +91,136 @@ def _copy_log_to_stderr(path: str) -> None:
         pass
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_abandoned_runs(runs: str) -> None:
+    """Delete run folders whose supervisor is gone (killed with SIGKILL, device rebooted, ...)."""
+    try:
+        names = os.listdir(runs)
+    except OSError:
+        return
+    for name in names:
+        folder = os.path.join(runs, name)
+        try:
+            with open(os.path.join(folder, PID_FILE)) as handle:
+                abandoned = not _alive(int(handle.read().strip() or 0))
+        except (OSError, ValueError):
+            try:
+                abandoned = time.time() - os.path.getmtime(folder) > ABANDONED_AFTER_S
+            except OSError:
+                continue
+        if abandoned:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class ForkedChild:
+    """The measurement in a fork of this process: no second interpreter start, no second import of
+    the runner (on a Raspberry Pi that is a few hundred milliseconds per profile)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return hasattr(os, "fork") and hasattr(signal, "sigtimedwait") and hasattr(signal, "pthread_sigmask")
+
+    @classmethod
+    def start(cls, request_path: str, log_path: str, prefix: list, env: dict | None) -> ForkedChild:
+        # SIGCHLD stays pending while blocked, so wait() can sleep on it without missing the exit.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        pid = os.fork()
+        if pid == 0:
+            _forked_measure(request_path, log_path)
+        return cls(pid)
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status (negative: killed by that signal), or None if still running after timeout."""
+        if self._reap() is None:
+            signal.sigtimedwait({signal.SIGCHLD}, timeout)
+        return self._reap()
+
+    def _reap(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self._reap() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.returncode = -signal.SIGKILL
+
+
+def _forked_measure(request_path: str, log_path: str) -> None:
+    """Body of the forked child: output to the log, measure, exit without running the parent's cleanup."""
+    status = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        from toolkit.runner.measure import main
+
+        status = main(request_path)
+    except BaseException:  # the child must never return into the supervisor's code
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(status)
+
+
+class SpawnedChild:
+    """The measurement in a new interpreter (platforms without fork)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+
+    @classmethod
+    def start(cls, request_path: str, log_path: str, prefix: list, env: dict | None) -> SpawnedChild:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [*prefix, "measure", request_path], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
+            )
+        return cls(proc)
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class Supervisor:
     """Run one measurement in a child process inside its own run folder."""
 
@@ -98,7 +231,7 @@ class Supervisor:
         self.rundir = request["rundir"]
         self.nonce = request["nonce"]
         self.timeout_s = request.get("timeout_s")
-        self.child: subprocess.Popen | None = None
+        self.child: ForkedChild | SpawnedChild | None = None
 
     def run(self) -> int:
         """Measure, print the framed answer on stdout, return the exit status."""
@@ -121,28 +254,27 @@ class Supervisor:
         if missing:
             # The controller believed these were cached; it uploads them again and retries.
             raise StaleCache(missing)
+        remove_abandoned_runs(os.path.dirname(self.rundir))
         os.makedirs(self.rundir, exist_ok=True)
+        with open(os.path.join(self.rundir, PID_FILE), "w") as handle:
+            handle.write(str(os.getpid()))
         request_path = os.path.join(self.rundir, REQUEST_FILE)
         with open(request_path, "w") as handle:
             json.dump(self.request, handle)
         log_path = os.path.join(self.rundir, LOG_FILE)
-        with open(log_path, "wb") as log:
-            returncode = self._run_child(request_path, log)
+        returncode = self._run_child(request_path, log_path)
         _copy_log_to_stderr(log_path)
         return self._collect(returncode, log_path)
 
-    def _run_child(self, request_path: str, log) -> int:
-        argv = [*self.child_prefix, "measure", request_path]
+    def _run_child(self, request_path: str, log_path: str) -> int:
         parent = os.getppid()
         deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
-        self.child = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env
-        )
+        kind = ForkedChild if ForkedChild.available() else SpawnedChild
+        self.child = kind.start(request_path, log_path, self.child_prefix, self.env)
         while True:
-            try:
-                return self.child.wait(timeout=WATCH_INTERVAL_S)
-            except subprocess.TimeoutExpired:
-                pass
+            returncode = self.child.wait(WATCH_INTERVAL_S)
+            if returncode is not None:
+                return returncode
             if os.getppid() != parent:
                 # The controller's session is gone (connection lost, controller killed): nobody
                 # will read the answer, so stop measuring instead of burning the device's CPU.
@@ -158,9 +290,8 @@ class Supervisor:
                 )
 
     def _stop_child(self) -> None:
-        if self.child is not None and self.child.poll() is None:
+        if self.child is not None:
             self.child.kill()
-            self.child.wait()
 
     def _collect(self, returncode: int, log_path: str) -> dict:
         result_path = os.path.join(self.rundir, RESULT_FILE)
