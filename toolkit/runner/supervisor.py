@@ -12,9 +12,9 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
+from typing import Any
 
 from toolkit.errors import CommandTimeoutError, RunnerCrashedError, ToolkitError
 from toolkit.runner.protocol import ERROR_STATUS, OK_STATUS, frame
@@ -198,11 +198,13 @@ def _forked_measure(request_path: str, log_path: str) -> None:
 class SpawnedChild:
     """The measurement in a new interpreter (platforms without fork)."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: Any) -> None:
         self.proc = proc
 
     @classmethod
     def start(cls, request_path: str, log_path: str, prefix: list, env: dict | None) -> SpawnedChild:
+        import subprocess  # only here: the fork path does without it
+
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [*prefix, "measure", request_path], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
@@ -210,6 +212,8 @@ class SpawnedChild:
         return cls(proc)
 
     def wait(self, timeout: float) -> int | None:
+        import subprocess
+
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
