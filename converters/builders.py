@@ -45,6 +45,8 @@ class BuiltModel:
     input_perms: dict[str, list[int] | None]
     converter: dict[str, str] = field(default_factory=dict)
     log: str = ""
+    # Source node names by lower-cased operator type, to name the nodes behind a rejected TF op.
+    source_nodes: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,12 +74,18 @@ def build_onnx(request: BuildRequest) -> BuiltModel:
     check_onnx_operators(model)
     inputs = _onnx_inputs(model, request.input_shapes)
     outputs = [OutputSpec(o.name, _onnx_shape(o)) for o in model.graph.output]
-    # onnx2tf rewrites its input file in place (onnxsim output, cleared shapes): give it a copy.
+    # onnx2tf rewrites its input file in place (onnxsim output, cleared shapes): give it a copy,
+    # with exact rewrites of the patterns it is known to convert wrongly.
+    from converters.onnx_fixes import apply_fixes
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    applied = apply_fixes(fixed)
     copy = request.workdir / "onnx2tf_input.onnx"
-    _save_onnx_copy(onnx, model, copy)
+    _save_onnx_copy(onnx, fixed, copy)
     reference = _onnxruntime_reference(request.source, inputs)
     keep = sorted({spec.name for spec in inputs if len(spec.shape) != 4} | set(request.keep_layout))
-    keras_model, log = _run_onnx2tf(copy, request, inputs, keep, model)
+    keras_model, log = _run_onnx2tf(copy, request, inputs, keep, fixed)
     perms = {spec.name: (None if spec.name in keep else [0, 2, 3, 1]) for spec in inputs}
     import onnx2tf
 
@@ -88,8 +96,9 @@ def build_onnx(request: BuildRequest) -> BuiltModel:
         reference=reference,
         reference_engine="onnxruntime",
         input_perms=perms,
-        converter={"tool": "onnx2tf", "version": onnx2tf.__version__, **_tf_versions()},
+        converter={"tool": "onnx2tf", "version": onnx2tf.__version__, **_tf_versions(), **_fix_summary(applied)},
         log=log,
+        source_nodes=_nodes_by_type(model),
     )
 
 
@@ -150,6 +159,21 @@ def _all_nodes(graph: Any) -> list[Any]:
     return nodes
 
 
+def _fix_summary(applied: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"graph_fixes": {fix name: count}} when edgetk rewrote parts of the graph for onnx2tf."""
+    counts: dict[str, int] = {}
+    for item in applied:
+        counts[item["fix"]] = counts.get(item["fix"], 0) + 1
+    return {"graph_fixes": counts} if counts else {}
+
+
+def _nodes_by_type(model: Any) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for index, node in enumerate(_all_nodes(model.graph)):
+        found.setdefault(node.op_type.lower(), []).append(node.name or f"#{index}")
+    return found
+
+
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16"}
 
 
@@ -194,7 +218,15 @@ def _onnxruntime_reference(path: Path, inputs: list[InputSpec]) -> Callable[[Arr
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        raise ConversionError(
+            f"onnxruntime {onnxruntime.__version__}, which computes the reference outputs, cannot load "
+            f"the model: {reason[-300:]}",
+            "re-export the model with an IR version/opset this onnxruntime supports",
+        ) from exc
     names = [o.name for o in session.get_outputs()]
 
     def run(feed: Arrays) -> Arrays:

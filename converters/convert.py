@@ -90,7 +90,7 @@ def convert_model(
     labels: str | Path | None = None,
     recipe: ImageRecipe | str | Path | None = None,
     synthetic_calibration: bool = False,
-    calibration_samples: int | None = 200,
+    calibration_samples: int | None = 256,
     eval_samples: int | None = 1000,
     holdout_fraction: float = 0.2,
     per_channel: bool = True,

@@ -226,7 +226,7 @@ def _convert(
     try:
         payload = converter.convert()
     except Exception as exc:
-        raise _converter_error(spec.name, exc) from exc
+        raise _converter_error(spec.name, exc, built.source_nodes) from exc
     if not payload:
         raise ConversionError(f"the TFLite converter produced no {spec.name} model", "run with --debug")
     return bytes(payload)
@@ -243,24 +243,31 @@ def _representative_dataset(calibration: Samples, inputs: list[IOEntry]):
     return generate
 
 
-def _converter_error(variant: str, exc: Exception) -> ConversionError:
-    """Name the TensorFlow ops the TFLite converter rejected (and the layers they came from)."""
+def _converter_error(variant: str, exc: Exception, source_nodes: dict[str, list[str]]) -> ConversionError:
+    """Name the TensorFlow ops the TFLite converter rejected and the source nodes they came from."""
     import re
 
     text = str(exc)
     ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)))
     ops += sorted(set(re.findall(r"\btf\.(\w+)\b.*not supported", text)) - set(ops))
-    locations = sorted(set(re.findall(r'loc\((?:fused\[)?"([^"]+)"', text)))[:5]
     if ops:
-        where = f" (at {', '.join(locations)})" if locations else ""
+        described = [_describe_op(op, source_nodes) for op in ops]
         return ConversionError(
-            f"{variant}: operator(s) not supported by TFLite builtins: {', '.join(ops)}{where}",
+            f"{variant}: operator(s) not supported by TFLite builtins: {'; '.join(described)}",
             "replace these operators in the source model; Flex (Select TF) ops would need TensorFlow on the device",
             operators=ops,
-            locations=locations,
+            nodes={op: source_nodes.get(op.lower(), []) for op in ops},
         )
     first = next((line.strip() for line in text.splitlines() if "error" in line.lower()), text.strip()[:300])
     return ConversionError(f"{variant}: TFLite conversion failed: {first}"[:500], "run with --debug for the full log")
+
+
+def _describe_op(op: str, source_nodes: dict[str, list[str]]) -> str:
+    nodes = source_nodes.get(op.lower(), [])
+    if not nodes:
+        return op
+    more = f" and {len(nodes) - 3} more" if len(nodes) > 3 else ""
+    return f"{op} (node {', '.join(repr(n) for n in nodes[:3])}{more})"
 
 
 def _io_dtypes(payload: bytes) -> dict[str, list[str]]:

@@ -88,6 +88,14 @@ def _cosine_cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.6f}"
 
 
+def _table_console() -> Any:
+    """stdout console; 140 columns when piped (rich's 80 would wrap the variant names)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
+
+
 def _print_results(result: Any) -> None:
     evaluation = result.evaluation
     rows = [
@@ -105,7 +113,7 @@ def _print_results(result: Any) -> None:
     ]
     title = f"{result.source.name}: {evaluation['samples']} eval samples from {evaluation['source']}"
     columns = ["variant", "size", "x fp32", "max|err|", "cosine", "SNR dB", "top-1", "accuracy (vs src)"]
-    print_table(title, columns, rows)
+    print_table(title, columns, rows, console=_table_console())
     first = next(iter(result.variants.values()))
     if first.accuracy:
         click.echo(f"source model accuracy: {100 * first.accuracy['source']:.2f}% ({first.accuracy['output']!r})")
@@ -144,7 +152,7 @@ def _print_results(result: Any) -> None:
 @click.option("--layout", type=click.Choice(["NCHW", "NHWC"], case_sensitive=False), help="Source model input layout.")
 @click.option("--image-input", help="Model input the images feed (multi-input models).")
 @click.option("--synthetic-calibration", is_flag=True, help="Calibrate on random data (inaccurate; reports say so).")
-@click.option("--calib-samples", type=int, default=200, show_default=True, help="Use at most N calibration samples.")
+@click.option("--calib-samples", type=int, default=256, show_default=True, help="Use at most N calibration samples.")
 @click.option("--eval-samples", type=int, default=1000, show_default=True, help="Validate on at most N samples.")
 @click.option("--holdout", type=float, default=0.2, show_default=True, help="Fraction of --calib held out for eval.")
 @click.option("--per-tensor", is_flag=True, help="Per-tensor instead of per-channel weight quantization.")
