@@ -83,6 +83,7 @@ def test_benchmark_model_mode_pushes_the_binary_and_maps_its_output(adbd, adb_se
     assert timings["warmup_mean"] == pytest.approx(238.954)
     assert timings["mean"] == pytest.approx(257.131)
     assert timings["p50"] == pytest.approx(252.767)
+    assert (timings["p5"], timings["p95"]) == (pytest.approx(226.088), pytest.approx(303.407))
     assert (timings["min"], timings["max"]) == (pytest.approx(220.934), pytest.approx(326.273))
     assert timings["count"] == 25
     assert timings["samples"] == []
