@@ -595,9 +595,9 @@ def _benchmark_attempt(
 
 def _benchmark_device_document(plan: Plan, parsed: Any, name: str, attempts: list, warnings: list) -> dict[str, Any]:
     timings = {**parsed.timings, "samples": []}
-    for name in ("p5", "p50", "p95"):  # newer builds print p5/median/p95 on the count= line
-        if timings.get(name) is None and name in parsed.percentiles_ms:
-            timings[name] = parsed.percentiles_ms[name]
+    for key in ("p5", "p50", "p95"):  # newer builds print p5/median/p95 on the count= line
+        if timings.get(key) is None and key in parsed.percentiles_ms:
+            timings[key] = parsed.percentiles_ms[key]
     delegation = dict(parsed.delegation)
     return {
         "delegate_request": list(plan.delegates) or list(plan.profile_order) or list(DEFAULT_DELEGATES),
