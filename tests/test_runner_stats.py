@@ -137,7 +137,7 @@ def test_warmup_with_one_run_and_no_minimum_time_is_just_the_first_inference():
     invoke = Counter()
     first = time_once(invoke)
     series = warmup(invoke, LoopSettings(warmup_runs=1, warmup_min_s=0.0), first)
-    assert series.samples_ns == [first]
+    assert list(series.samples_ns) == [first]
     assert invoke.calls == 1
 
 

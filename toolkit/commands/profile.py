@@ -75,7 +75,10 @@ def write_result(result: dict[str, Any], path: str) -> None:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} ms"
+    """A latency for people: µs below 0.1 ms (micro-models), ms above."""
+    if value is None:
+        return "-"
+    return f"{value * 1000:.2f} µs" if value < 0.1 else f"{value:.3f} ms"
 
 
 def _delegate_cell(result: dict[str, Any]) -> str:

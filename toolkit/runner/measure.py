@@ -70,7 +70,7 @@ class Measurement:
         self.warnings.extend(getattr(report, "warnings", None) or [])
         cooldown = self._cooldown()
         runner, probe, phases = self._measure(report.choice, runtime)
-        document["memory"] = probe.finish()
+        document["memory"] = phases.pop("memory")
         self.warnings.extend(probe.warnings())
         document["timings"] = phases.pop("timings")
         document["thermal"] = self._thermal_section(phases["before"], phases["after"], cooldown)
@@ -153,18 +153,21 @@ class Measurement:
         before = thermal.read_snapshot()
         series = timed_runs(invoke, self.settings)
         after = thermal.read_snapshot()
+        memory = probe.finish()  # before the statistics below allocate anything
+        samples = series.samples_ms()
         timings = {
             "init": _ms(init_ns),
             "first": _ms(first_ns),
-            "warmup_mean": _ms(sum(warm.samples_ns) / len(warm.samples_ns)),
+            "warmup_mean": _ms(warm.mean_ns()),
             "warmup_runs": len(warm.samples_ns),
-            "count": len(series.samples_ns),
-            **summarize(series.samples_ms()),
-            "samples": series.samples_ms(),
+            "count": len(samples),
+            **summarize(samples),
+            "samples": samples,
             "stop_reason": series.stop_reason,
             "ci95_rel": series.ci95_rel,
         }
-        return runner, probe, {"timings": timings, "before": before, "after": after, "inputs": inputs}
+        phases = {"timings": timings, "memory": memory, "before": before, "after": after, "inputs": inputs}
+        return runner, probe, phases
 
     def _inputs(self, runner: Any) -> Any:
         path = self.request.get("inputs")

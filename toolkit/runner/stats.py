@@ -51,7 +51,7 @@ def median_ci_rel(sorted_samples: Sequence[float], confidence: float = 0.95) -> 
     median = _median_of_sorted(sorted_samples)
     if median <= 0:
         return None
-    return (sorted_samples[hi] - sorted_samples[lo]) / 2.0 / median
+    return (float(sorted_samples[hi]) - float(sorted_samples[lo])) / 2.0 / median
 
 
 def _median_of_sorted(values: Sequence[float]) -> float:

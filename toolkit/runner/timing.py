@@ -9,8 +9,11 @@ Each sample is one `invoke()` timed with `time.perf_counter_ns`; nothing else si
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from toolkit.runner.stats import median_ci_rel
 
@@ -43,17 +46,32 @@ class LoopSettings:
         return cls(**known)
 
 
+def _new_samples() -> array:
+    # 8 bytes a sample instead of a Python int each: what the runner keeps while it measures
+    # counts in the peak memory it reports.
+    return array("q")
+
+
 @dataclass
 class Series:
     """Samples of one phase, in nanoseconds, and why the phase ended."""
 
-    samples_ns: list = field(default_factory=list)
+    samples_ns: array = field(default_factory=_new_samples)
     stop_reason: str | None = None
     ci95_rel: float | None = None
     wall_ns: int = 0
 
     def samples_ms(self) -> list:
-        return [round(s / NS_PER_MS, 6) for s in self.samples_ns]
+        """Samples in milliseconds at nanosecond resolution (plain floats, for JSON)."""
+        return np.round(np.frombuffer(self.samples_ns, dtype=np.int64) / NS_PER_MS, 6).tolist()
+
+    def mean_ns(self) -> float:
+        return float(np.frombuffer(self.samples_ns, dtype=np.int64).mean()) if len(self.samples_ns) else 0.0
+
+
+def sorted_view(samples: array) -> np.ndarray:
+    """The samples sorted, as one compact numpy array (no Python objects per sample)."""
+    return np.sort(np.frombuffer(samples, dtype=np.int64))
 
 
 class BudgetRule:
@@ -86,12 +104,12 @@ class AdaptiveRule:
 
     def stop_reason(self, samples: list, elapsed_ns: int) -> str | None:
         if elapsed_ns >= self.max_ns:
-            self.ci95_rel = median_ci_rel(sorted(samples))
+            self.ci95_rel = median_ci_rel(sorted_view(samples))
             return "max_seconds"
         if len(samples) < self.next_check:
             return None
         self.next_check = len(samples) + max(1, int(len(samples) * ADAPTIVE_CHECK_GROWTH))
-        self.ci95_rel = median_ci_rel(sorted(samples))
+        self.ci95_rel = median_ci_rel(sorted_view(samples))
         if self.ci95_rel is not None and self.ci95_rel <= self.target:
             return "converged"
         return None
@@ -131,7 +149,8 @@ def warmup(invoke: Callable[[], object], settings: LoopSettings, first_ns: int) 
     """Warmup phase; the first inference (already timed) counts as its first run, as in benchmark_model."""
     remaining_runs = max(settings.warmup_runs - 1, 0)
     remaining_s = max(settings.warmup_min_s - first_ns / NS_PER_S, 0.0)
-    series = Series(samples_ns=[first_ns], stop_reason="count")
+    series = Series(stop_reason="count")
+    series.samples_ns.append(first_ns)
     if remaining_runs == 0 and remaining_s == 0:
         return series
     rest = run_phase(invoke, BudgetRule(remaining_runs, remaining_s, settings.max_s), settings.run_delay_s)
@@ -148,5 +167,5 @@ def timed_runs(invoke: Callable[[], object], settings: LoopSettings) -> Series:
         rule = BudgetRule(settings.num_runs, settings.min_s, settings.max_s)
     series = run_phase(invoke, rule, settings.run_delay_s)
     if series.ci95_rel is None:
-        series.ci95_rel = median_ci_rel(sorted(series.samples_ns))
+        series.ci95_rel = median_ci_rel(sorted_view(series.samples_ns))
     return series
