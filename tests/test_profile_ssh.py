@@ -226,3 +226,54 @@ def test_server_killed_mid_upload_leaves_no_complete_looking_model(sshd, tflite_
         assert [p.stat().st_size for p in finals] == [big.stat().st_size]
     finally:
         transport.close()
+
+
+# --- the command, through an ssh_config alias ----------------------------------------------------------
+
+
+def _alias_config(server, tmp_path, known_hosts: Path) -> Path:
+    """An ssh_config like a user's: the alias, its key, and a known_hosts file of our choosing."""
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host edgetk-pi\n    HostName {server.host}\n    Port {server.port}\n    User {server.user}\n"
+        f"    IdentityFile {server.client_key.private}\n    IdentitiesOnly yes\n"
+        f"    UserKnownHostsFile {known_hosts}\n"
+    )
+    return config
+
+
+def _cli_profile(model, config: Path, workdir: Path, *extra: str):
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    args = ["profile", str(model), "--device", "edgetk-pi", "--ssh-config", str(config)]
+    args += ["--python", sys.executable, "--workdir", str(workdir), "--runs", "20", "--min-secs", "0"]
+    args += ["--warmup-secs", "0", "--json", *extra]
+    return CliRunner().invoke(main, args)
+
+
+def test_cli_over_an_ssh_alias_with_a_known_host(sshd, tflite_cnn_fp32, tmp_path):
+    import json
+
+    config = _alias_config(sshd, tmp_path, sshd.known_hosts)
+    result = _cli_profile(tflite_cnn_fp32, config, tmp_path / "dev")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["device"]["uri"] == "edgetk-pi"
+    assert document["device"]["transport"] == "ssh"
+    assert document["timings"]["count"] >= 20
+
+
+def test_cli_refuses_an_unknown_host_key_unless_told_to_accept_it(sshd, tflite_cnn_fp32, tmp_path):
+    from toolkit.errors import ExitCode
+
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    config = _alias_config(sshd, tmp_path, known_hosts)
+    refused = _cli_profile(tflite_cnn_fp32, config, tmp_path / "dev")
+    assert refused.exit_code == ExitCode.HOST_KEY, refused.output
+    assert "hint:" in refused.output
+    accepted = _cli_profile(tflite_cnn_fp32, config, tmp_path / "dev", "--accept-new-host-key")
+    assert accepted.exit_code == 0, accepted.output
+    assert known_hosts.read_text().strip()  # the key is now stored: next time it is checked
