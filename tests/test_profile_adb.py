@@ -170,6 +170,12 @@ def test_benchmark_model_already_on_the_phone_from_the_profile(adbd, adb_server,
     assert not Path(adbd.device_path("/data/local/tmp/edgetk/bin")).exists() or not any(
         Path(adbd.device_path("/data/local/tmp/edgetk/bin")).iterdir()
     )
+    # --runner python overrides the profile's mode (a phone with Termux's Python, say).
+    python_run = profile_model(
+        _request(tflite_cnn_fp32, adbd, adb_server, profile=str(profile), runner="python", python=sys.executable)
+    )
+    assert python_run["config"]["runner"] == "python"
+    assert python_run["timings"]["samples"]
 
 
 def test_benchmark_model_missing_on_the_phone_is_a_setup_error(adbd, adb_server, tflite_cnn_fp32, tmp_path):
@@ -180,3 +186,38 @@ def test_benchmark_model_missing_on_the_phone_is_a_setup_error(adbd, adb_server,
     )
     with pytest.raises(DeviceSetupError, match="benchmark_model is not at"):
         profile_model(_request(tflite_cnn_fp32, adbd, adb_server, profile=str(profile)))
+
+
+def test_phone_lost_mid_run_is_a_transient_device_lost_error(adbd, adb_server, tflite_cnn_fp32):
+    """The adb connection drops while the runner measures (cable pulled): the run stops cleanly."""
+    import threading
+    import time
+
+    from toolkit.errors import CommandTimeoutError, DeviceLostError
+
+    runs = Path(adbd.device_path("/data/local/tmp/edgetk")) / "runs"
+    long_run = BenchmarkSettings(warmup_min_s=0.0, min_s=60.0, max_s=60.0)
+    request = _request(tflite_cnn_fp32, adbd, adb_server, python=sys.executable, settings=long_run)
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["result"] = profile_model(request)
+        except Exception as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not (runs.is_dir() and any(runs.glob("*/request.json"))):
+        assert time.monotonic() < deadline, "the runner did not start"
+        time.sleep(0.01)
+    adbd.drop()
+    worker.join(120)
+    assert not worker.is_alive()
+    assert isinstance(outcome.get("error"), (DeviceLostError, CommandTimeoutError)), outcome
+    assert outcome["error"].transient
+    deadline = time.monotonic() + 30
+    while any(runs.iterdir()):  # the runner got SIGTERM with its session and cleaned up
+        assert time.monotonic() < deadline, list(runs.iterdir())
+        time.sleep(0.05)

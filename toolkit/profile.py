@@ -761,6 +761,14 @@ def assemble_result(
     return validate_result(document).to_dict()
 
 
+def _close_quietly(transport: Any) -> None:
+    """Closing a connection must never cost a result already obtained (or hide the real error)."""
+    try:
+        transport.close()
+    except ToolkitError:
+        pass
+
+
 def profile_model(request: ProfileRequest, transport: Any = None) -> dict[str, Any]:
     """Measure `request.model` on `request.device`; return one validated result document."""
     started = time.perf_counter()
@@ -776,5 +784,5 @@ def profile_model(request: ProfileRequest, transport: Any = None) -> dict[str, A
         device = RUNNER_MODES[plan.runner](transport, request, plan, model)
     finally:
         if owned:
-            transport.close()
+            _close_quietly(transport)
     return assemble_result(request, plan, model, transport, device, time.perf_counter() - started)

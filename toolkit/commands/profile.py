@@ -234,6 +234,12 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
     type=click.Path(exists=True, dir_okay=False),
     help="Use TFLite's benchmark_model binary (built for the device) instead of the Python runner.",
 )
+@click.option(
+    "--runner",
+    "runner",
+    type=click.Choice(["python", "benchmark_model"]),
+    help="Runner on the device (default: benchmark_model with --benchmark-model, else the profile's, else python).",
+)
 @click.option("--python", "python", help="The device's Python (default: the profile's, else python3).")
 @click.option("--ssh-config", type=click.Path(exists=True, dir_okay=False), help="ssh_config file to use (ssh -F).")
 @click.option(
@@ -271,6 +277,7 @@ def profile(
     seed: int,
     runtime: str | None,
     benchmark_model: str | None,
+    runner: str | None,
     python: str | None,
     ssh_config: str | None,
     accept_new_host_key: bool,
@@ -318,6 +325,7 @@ def profile(
         seed=seed,
         runtime=runtime,
         benchmark_model=benchmark_model,
+        runner=runner,
         python=python,
         transport_options=options,
         parity=not no_parity,
