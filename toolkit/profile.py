@@ -58,7 +58,7 @@ class ProfileRequest:
     profile: str | None = None  # device profile name or YAML path (profiles/*.yaml)
     delegates: tuple[str, ...] = ()  # preference order, or ("auto",); () = the profile's order, else xnnpack
     delegate_options: Mapping[str, Any] = field(default_factory=dict)
-    threads: int | None = None  # None = the profile's first thread count, else the runtime default
+    threads: int | None = None  # None = the profile's largest thread count, else the runtime default
     settings: BenchmarkSettings = field(default_factory=BenchmarkSettings)
     inputs: str | os.PathLike[str] | None = None  # .npy/.npz in the source layout; None = random
     seed: int = 0  # for random inputs
