@@ -345,6 +345,21 @@ def test_cli_table_shows_the_figures(tflite_cnn_fp32, tmp_path):
     assert "1" in result.stdout
 
 
+def test_cli_profiles_several_models_side_by_side(tflite_cnn_fp32, tflite_cnn_int8, tmp_path):
+    quick = ["--runs", "20", "--min-secs", "0", "--warmup-secs", "0"]
+    out = tmp_path / "both.json"
+    result = _cli(["profile", str(tflite_cnn_fp32), str(tflite_cnn_int8), "--json", "-o", str(out), *quick], tmp_path)
+    assert result.exit_code == 0, result.output
+    documents = json.loads(result.stdout)
+    assert [d["model"]["name"] for d in documents] == [Path(tflite_cnn_fp32).name, Path(tflite_cnn_int8).name]
+    assert json.loads(out.read_text()) == documents
+    table = _cli(["profile", str(tflite_cnn_fp32), str(tflite_cnn_int8), *quick], tmp_path)
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.stdout.splitlines() if "cnn_fp32.tflite" in line)
+    assert "cnn_int8.tflite" in header
+    assert "via vmhwm" in table.stdout
+
+
 def test_cli_errors_have_their_exit_codes(tflite_corrupt, tmp_path):
     result = _cli(["profile", str(tflite_corrupt)], tmp_path)
     assert result.exit_code == ExitCode.BAD_INPUT

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from toolkit.errors import ToolkitError
 from toolkit.output import emit_json, format_bytes, json_option, print_table, stderr_console
 
 
@@ -65,7 +66,7 @@ def transport_options(device: str, flags: dict[str, Any]) -> dict[str, Any] | No
     return given or None
 
 
-def write_result(result: dict[str, Any], path: str) -> None:
+def write_result(result: Any, path: str) -> None:
     """Write the result JSON atomically, before anything else can fail."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,7 @@ def _memory_cell(memory: dict[str, Any]) -> str:
     text = format_bytes(memory["peak_rss_bytes"])
     if memory.get("delta_bytes") is not None:
         text += f" (+{format_bytes(memory['delta_bytes'])} over baseline)"
-    return text + f" [{memory.get('source')}]"
+    return text + f", via {memory.get('source')}"
 
 
 def _parity_cell(parity: dict[str, Any] | None) -> str:
@@ -164,7 +165,7 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 @click.command("profile")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("models", metavar="MODEL...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--device",
     "-d",
@@ -257,7 +258,7 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
 )
 @json_option
 def profile(
-    model: str,
+    models: tuple[str, ...],
     device: str,
     profile_name: str | None,
     delegates: tuple[str, ...],
@@ -289,13 +290,17 @@ def profile(
 ) -> None:
     """Benchmark MODEL (.tflite) on a device and print init, latency percentiles, memory, delegation, parity.
 
+    Several models are profiled one after the other on the same device and shown side by side
+    (with --json: a list of results).
+
     \b
     Examples:
       edgetk profile model.int8.tflite                          # this machine
+      edgetk profile out/digits.fp32.tflite out/digits.int8.tflite
       edgetk profile model.tflite --device ssh://pi@raspberrypi.local --profile rpi5
       edgetk profile model.tflite --device adb://R58N12ABCDE --benchmark-model ./benchmark_model
     """
-    from toolkit.profile import ProfileRequest, profile_model
+    from toolkit.profile import ProfileRequest
     from toolkit.results import BenchmarkSettings
 
     settings = BenchmarkSettings(
@@ -313,32 +318,68 @@ def profile(
     options = transport_options(
         device, {"ssh_config": ssh_config, "accept_new_host_key": accept_new_host_key, "workdir": workdir}
     )
-    request = ProfileRequest(
-        model=model,
-        device=device,
-        profile=profile_name,
-        delegates=_split_delegates(delegates),
-        delegate_options=_parse_options(delegate_options, _split_delegates(delegates)),
-        threads=threads,
-        settings=settings,
-        inputs=inputs,
-        seed=seed,
-        runtime=runtime,
-        benchmark_model=benchmark_model,
-        runner=runner,
-        python=python,
-        transport_options=options,
-        parity=not no_parity,
-        timeout_s=timeout,
-    )
-    console = stderr_console()
-    with console.status(f"profiling {Path(model).name} on {device} ...", spinner="dots"):
-        result = profile_model(request)
-    if output:
-        write_result(result, output)
+    requests = [
+        ProfileRequest(
+            model=model,
+            device=device,
+            profile=profile_name,
+            delegates=_split_delegates(delegates),
+            delegate_options=_parse_options(delegate_options, _split_delegates(delegates)),
+            threads=threads,
+            settings=settings,
+            inputs=inputs,
+            seed=seed,
+            runtime=runtime,
+            benchmark_model=benchmark_model,
+            runner=runner,
+            python=python,
+            transport_options=options,
+            parity=not no_parity,
+            timeout_s=timeout,
+        )
+        for model in models
+    ]
+    results = run_profiles(requests, output)
     if as_json:
-        emit_json(result)
+        emit_json(results[0] if len(results) == 1 else results)
         return
-    print_table(f"{Path(model).name} on {device}", ["", "value"], summary_rows(result))
+    if len(results) == 1:
+        print_table(f"{Path(models[0]).name} on {device}", ["", "value"], summary_rows(results[0]))
+    else:
+        print_table(f"{len(results)} models on {device}", ["", *(Path(m).name for m in models)], side_by_side(results))
     if output:
-        console.print(f"result written to {output}")
+        stderr_console().print(f"result{'s' if len(results) > 1 else ''} written to {output}")
+
+
+def run_profiles(requests: list[Any], output: str | None) -> list[dict[str, Any]]:
+    """Profile each request on one shared connection; write -o after each (a result is never lost)."""
+    from toolkit.profile import load_profile_or_none, profile_model, transport_options_for
+    from toolkit.transports import open_transport
+
+    first = requests[0]
+    transport = open_transport(first.device, transport_options_for(first, load_profile_or_none(first.profile)))
+    results: list[dict[str, Any]] = []
+    console = stderr_console()
+    try:
+        for request in requests:
+            with console.status(f"profiling {Path(request.model).name} on {request.device} ...", spinner="dots"):
+                results.append(profile_model(request, transport))
+            if output:
+                write_result(results[0] if len(requests) == 1 else results, output)
+    finally:
+        try:
+            transport.close()
+        except ToolkitError:
+            pass
+    return results
+
+
+def side_by_side(results: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per fact, one column per model."""
+    tables = [summary_rows(result) for result in results]
+    labels = [label for label, _ in tables[0]]
+    for table in tables[1:]:
+        labels += [label for label, _ in table if label not in labels]
+    return [[label, *(dict(table).get(label, "-") for table in tables)] for label in labels if label != "warning"] + [
+        ["warnings", *("; ".join(t for label, t in table if label == "warning") or "-" for table in tables)]
+    ]
