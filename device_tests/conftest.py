@@ -72,7 +72,7 @@ class DeviceUnderTest:
         return open_transport(self.uri, transport_options_for(request, load_profile_or_none(self.profile)))
 
     def unavailable(self, why: str) -> None:
-        """Skip (or fail with --no-skip): this device cannot run the test."""
+        """Skip (or fail with --no-skip): the device lacks something its profile promises."""
         if self.no_skip:
             pytest.fail(f"{self.uri}: {why}")
         pytest.skip(f"{self.uri}: {why}")
