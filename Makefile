@@ -37,7 +37,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(STAMP) $(SYSSTAMP)
+# ai-edge-litert's own benchmark script needs ai-edge-litert 2.3, which onnx2tf's pin keeps out of
+# .venv; bench_profile compares against it from a venv of its own.
+LITERT_VENV := .pytest_cache/d/edgetk_bench_profile/litert-venv
+$(LITERT_VENV)/bin/python:
+	$(PYTHON) -m venv $(LITERT_VENV)
+	$(LITERT_VENV)/bin/pip install --quiet ai-edge-litert==2.3.0
+
+bench: $(STAMP) $(SYSSTAMP) $(LITERT_VENV)/bin/python
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
 
 clean:

@@ -144,6 +144,8 @@ class Thermal(_Strict):
     after_c: dict[str, float] = Field(default_factory=dict)
     cpu_khz_before: dict[str, int] = Field(default_factory=dict)  # cpuN -> current frequency
     cpu_khz_after: dict[str, int] = Field(default_factory=dict)
+    cpu_khz_limits_before: dict[str, list[int]] = Field(default_factory=dict)  # cpuN -> [scaling_min, scaling_max]
+    cpu_khz_limits_after: dict[str, list[int]] = Field(default_factory=dict)
     clocks_changed: bool | None = None
     cooldown_waited_s: float | None = None
 
