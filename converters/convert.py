@@ -373,7 +373,13 @@ def _variant_result(
         "description": spec.summary,
         "model": {"path": path.name, "size_bytes": size, "sha256": meta.sha256_of(path)},
         "source": {**source, "reference_engine": worker["reference_engine"]},
-        "size": {"bytes": size, "fp32_bytes": worker.get("fp32_size"), "ratio_to_fp32": ratio},
+        # bytes: the file; model_bytes: before the edgetk metadata was added (what the ratio uses).
+        "size": {
+            "bytes": size,
+            "model_bytes": produced["bytes"],
+            "fp32_model_bytes": worker.get("fp32_size"),
+            "ratio_to_fp32": ratio,
+        },
         "quantization": spec.quantization_metadata(worker.get("per_channel", True)),
         "calibration": worker["calibration"] if spec.needs_calibration else None,
         "evaluation": worker["evaluation"],

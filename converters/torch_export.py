@@ -88,9 +88,14 @@ def _export(
     output_names: Sequence[str] | None,
     opset: int,
 ) -> None:
+    import warnings
+
     module = module.eval()
     try:
-        with torch.no_grad():
+        # The TorchScript exporter is the fast, single-file one (FIELD-NOTES); its deprecation
+        # notice is for the exporter's authors' plans, not something a user can act on here.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 module,
                 examples,

@@ -175,10 +175,11 @@ def test_metadata_is_readable_by_the_runner_and_records_layout(digits_onnx):
 
 
 def test_json_report_beside_each_model(digits_onnx):
-    _out, by_name, _ = digits_onnx
+    out, by_name, _ = digits_onnx
     int8 = by_name["int8"]
     assert int8["model"]["path"] == "digits.int8.tflite"
-    assert int8["size"]["fp32_bytes"] > int8["size"]["bytes"]
+    assert int8["size"]["fp32_model_bytes"] > int8["size"]["model_bytes"]
+    assert int8["size"]["bytes"] == (out / "digits.int8.tflite").stat().st_size
     assert 0 < int8["size"]["ratio_to_fp32"] <= 0.30
     assert int8["calibration"]["source"].endswith("calib.npy")
     assert by_name["fp32"]["size"]["ratio_to_fp32"] == 1.0
@@ -574,6 +575,6 @@ def test_mobilenet_v2_int8_is_at_most_30_percent_of_fp32(tmp_path):
     result = json.loads(proc.stdout)
     int8 = result["variants"]["int8"]
     assert int8["size"]["ratio_to_fp32"] <= 0.30
-    assert int8["size"]["fp32_bytes"] > 10_000_000  # 3.5 M parameters
+    assert int8["size"]["fp32_model_bytes"] > 10_000_000  # 3.5 M parameters
     assert int8["calibration"]["synthetic"] is True
     assert "synthetic" in result["evaluation"]["source"] or "random" in result["evaluation"]["source"]
