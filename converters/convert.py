@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -206,22 +208,63 @@ def run_worker(request: dict[str, Any], workdir: Path, say: ProgressFn, timeout:
     request_path.write_text(json.dumps(request, indent=2))
     log_path = workdir / "worker.log"
     argv = [sys.executable, "-m", "converters.worker", str(request_path)]
-    deadline = None if timeout is None else time.monotonic() + timeout
     with log_path.open("w") as log:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, cwd=workdir, env=_worker_env(), text=True)
+        # Its own process group: stopping it also stops what it started (onnxsim).
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=log, cwd=workdir, env=_worker_env(), text=True, start_new_session=True
+        )
+        relay = _ProgressRelay(process, say)
         try:
-            _relay_progress(process, say, deadline)
-            code = process.wait(timeout=None if deadline is None else max(0.1, deadline - time.monotonic()))
+            code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise ConversionError(f"conversion did not finish within {timeout:.0f} s", "raise --timeout") from exc
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            if process.poll() is None:  # timeout, Ctrl-C or an error in a progress callback
+                _stop(process)
+            relay.finish()
     return _read_worker_result(workdir, code, log_path)
 
 
+def _stop(process: subprocess.Popen) -> None:
+    """Kill the worker's process group (the worker and its children), then reap the worker."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+class _ProgressRelay:
+    """Reads the worker's progress lines on a thread, so a silent worker cannot block a timeout."""
+
+    def __init__(self, process: subprocess.Popen, say: ProgressFn) -> None:
+        self.process = process
+        self.say = say
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="edgetk-convert-progress", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        for line in self.process.stdout or ():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            try:
+                self.say(str(event.get("step", "")))
+            except BaseException as exc:  # re-raised in the caller's thread by finish()
+                self.error = exc
+                _stop(self.process)
+                return
+
+    def finish(self) -> None:
+        self.thread.join(timeout=10)
+        if self.error is not None:
+            raise self.error
+
+
 def _worker_env() -> dict[str, str]:
+    """The worker's environment: our Python's bin folder first on PATH, our packages importable."""
     env = dict(os.environ)
     # onnx2tf shells out to `onnxsim`, installed beside this Python; without it on PATH it would
     # silently skip simplification.
@@ -229,20 +272,8 @@ def _worker_env() -> dict[str, str]:
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def _relay_progress(process: subprocess.Popen, say: ProgressFn, deadline: float | None) -> None:
-    for line in process.stdout or ():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        say(str(event.get("step", "")))
-        if deadline is not None and time.monotonic() > deadline:
-            raise subprocess.TimeoutExpired(process.args, 0)
 
 
 def _read_worker_result(workdir: Path, code: int, log_path: Path) -> dict[str, Any]:
@@ -263,12 +294,16 @@ def _read_worker_result(workdir: Path, code: int, log_path: Path) -> dict[str, A
     return result
 
 
-def _tail(path: Path, lines: int = 20) -> list[str]:
+# TensorFlow's start-up chatter (absl/cuda registration lines) says nothing about a failure.
+_NOISE = ("W0000 ", "E0000 ", "I0000 ", "WARNING: All log messages before absl")
+
+
+def _tail(path: Path, lines: int = 30) -> list[str]:
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return []
-    return [line for line in text.splitlines() if line.strip()][-lines:]
+    return [line for line in text.splitlines() if line.strip() and not line.startswith(_NOISE)][-lines:]
 
 
 # --- metadata, validation, reports -------------------------------------------------------------------

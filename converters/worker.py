@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
         (workdir / RESULT_NAME).write_text(json.dumps({"ok": True, **result}, indent=2))
         return 0
     except ToolkitError as error:
+        traceback.print_exc()  # the cause (e.g. the TFLite converter's own message) goes to the log
         (workdir / RESULT_NAME).write_text(json.dumps({"ok": False, "error": error.to_dict()}))
         return 1
     except BaseException as exc:  # report anything unexpected as one error, with the traceback in the log

@@ -412,6 +412,12 @@ def test_failure_late_in_the_run_leaves_no_partial_output(tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_timeout_stops_the_worker_and_leaves_nothing(tmp_path):
+    with pytest.raises(ConversionError, match="did not finish within 1 s"):
+        convert_model(DIGITS / "digits.onnx", tmp_path / "out", ["fp32"], timeout=1)
+    assert not (tmp_path / "out").exists()
+
+
 def test_unsupported_onnx_operator_is_named_with_its_node(tmp_path):
     import onnx
     from onnx import TensorProto, helper

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from toolkit.errors import ToolkitError
 from toolkit.output import emit_json, format_bytes, json_option, print_table, stderr_console
 
 
@@ -124,6 +125,17 @@ def _print_results(result: Any) -> None:
         click.echo(f"wrote {v.tflite_path} and {v.report_path.name}")
 
 
+def _show_worker_log(error: Any) -> None:
+    """With --debug, the last lines the conversion worker (TensorFlow, onnx2tf) printed."""
+    from toolkit.cli import debug_enabled
+
+    tail = error.details.get("log_tail") if isinstance(error.details, dict) else None
+    if tail and debug_enabled():
+        click.echo("--- conversion worker log (last lines) ---", err=True)
+        for line in tail:
+            click.echo(line, err=True)
+
+
 @click.command("convert")
 @click.argument("model", type=click.Path(path_type=str))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
@@ -227,6 +239,9 @@ def convert(
             progress=say,
             timeout=timeout,
         )
+    except ToolkitError as error:
+        _show_worker_log(error)
+        raise
     finally:
         if status is not None:
             status.stop()
