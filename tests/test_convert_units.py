@@ -311,3 +311,31 @@ def test_converters_package_import_is_light():
     code = "import converters, converters.convert, sys; print([m for m in ('tensorflow','onnx','onnx2tf','torch') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+# --- command-line parsing of the image recipe and shapes -------------------------------------------------
+
+
+def test_recipe_flags_override_the_yaml_file(tmp_path):
+    from toolkit.commands.convert import build_recipe
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("channel_order: BGR\nmean: [0.5]\nstd: [0.5]\n")
+    merged = build_recipe(str(recipe), {"mean": [0.25], "resize": [32, 48], "image_input": "img", "std": None})
+    assert (merged.channel_order, merged.mean, merged.std) == ("BGR", [0.25], [0.5])
+    assert merged.resize == (32, 48)
+    assert merged.input == "img"
+    assert build_recipe(None, {"mean": None}) is None
+
+
+def test_bad_flag_values_are_config_errors():
+    from toolkit.commands.convert import _input_shapes, _size, build_recipe
+
+    assert _size("224x160") == [224, 160]
+    assert _input_shapes(("x:1,3,8,8", "ns:y:1,4")) == {"x": [1, 3, 8, 8], "ns:y": [1, 4]}
+    with pytest.raises(ConfigError, match="HEIGHTxWIDTH"):
+        _size("224")
+    with pytest.raises(ConfigError, match="NAME:D0,D1"):
+        _input_shapes(("1,3,8,8",))
+    with pytest.raises(ConfigError, match="scale"):
+        build_recipe(None, {"scale": -1.0})
