@@ -299,7 +299,7 @@ def _onnx2tf_error(log: str, model: Any, exc: BaseException | None) -> Conversio
 
 def build_keras(request: BuildRequest) -> BuiltModel:
     """A .keras or .h5 model: Keras 3 files load with keras, Keras 2 files with tf_keras."""
-    model, engine = _load_keras(request.source)
+    model, engine = _load_keras(request.source, request.workdir)
     inputs = [
         InputSpec(_clean_name(t.name), _batch_one(t.shape), tf_dtype_name(t.dtype)) for t in _as_list(model.inputs)
     ]
@@ -328,7 +328,7 @@ def build_keras(request: BuildRequest) -> BuiltModel:
     )
 
 
-def _load_keras(path: Path) -> tuple[Any, str]:
+def _load_keras(path: Path, workdir: Path) -> tuple[Any, str]:
     version = _keras_file_version(path)
     try:
         if version.startswith("2."):
@@ -340,22 +340,14 @@ def _load_keras(path: Path) -> tuple[Any, str]:
         # Keras 3 recognises formats by extension; a correctly detected file may be named otherwise.
         suffix = ".h5" if path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n" else ".keras"
         if path.suffix.lower() not in (suffix, ".hdf5"):
-            renamed = Path(_scratch_copy(path, suffix))
+            renamed = workdir / f"source{suffix}"
+            shutil.copyfile(path, renamed)
             return keras.saving.load_model(str(renamed), compile=False), f"keras {keras.__version__}"
         return keras.saving.load_model(str(path), compile=False), f"keras {keras.__version__}"
     except (ValueError, OSError, TypeError, KeyError) as exc:
         raise BadInputError(
             f"{path}: cannot load Keras model: {exc}"[:400], "re-save the model with model.save()"
         ) from exc
-
-
-def _scratch_copy(path: Path, suffix: str) -> str:
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="edgetk-keras-"))
-    target = folder / (path.stem + suffix)
-    shutil.copyfile(path, target)
-    return str(target)
 
 
 def _keras_file_version(path: Path) -> str:
