@@ -65,7 +65,10 @@ def output_metrics(actual: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
         "top1_agreement": None,
     }
     if is_classifier_like(expected):
-        metrics["top1_agreement"] = float(np.mean(top1(actual) == top1(expected)))
+        # A constant output (e.g. int8 softmax rounding every score to 0) agrees with nothing.
+        flat = actual.reshape(actual.shape[0], -1)
+        decided = flat.max(axis=1) > flat.min(axis=1)
+        metrics["top1_agreement"] = float(np.mean((top1(actual) == top1(expected)) & decided))
     return metrics
 
 

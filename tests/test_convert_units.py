@@ -339,3 +339,12 @@ def test_bad_flag_values_are_config_errors():
         _input_shapes(("1,3,8,8",))
     with pytest.raises(ConfigError, match="scale"):
         build_recipe(None, {"scale": -1.0})
+
+
+def test_top1_agreement_of_a_constant_output_is_zero():
+    from converters.validate import output_metrics
+
+    expected = np.array([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1]], np.float32)
+    assert output_metrics(expected + 0.01, expected)["top1_agreement"] == 1.0
+    assert output_metrics(np.zeros_like(expected), expected)["top1_agreement"] == 0.0
+    assert output_metrics(np.zeros_like(expected), expected)["cosine"] == 0.0
