@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SYSSTAMP := $(VENV)/.system-deps
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint bench venv system-deps clean
+.PHONY: demo test test-fast lint bench example venv system-deps clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ $(LITERT_VENV)/bin/python:
 
 bench: $(STAMP) $(SYSSTAMP) $(LITERT_VENV)/bin/python
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
+
+# Re-train the shipped example (seeded: the same files come out).
+example: $(STAMP)
+	$(BIN)/python scripts/train_digits.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
