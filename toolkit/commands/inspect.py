@@ -51,8 +51,8 @@ def show_report(report: dict[str, Any]) -> None:
     rows = [["input", t["name"], t["shape"], t["dtype"], _quant(t)] for t in report["inputs"]]
     rows += [["output", t["name"], t["shape"], t["dtype"], _quant(t)] for t in report["outputs"]]
     print_table("Inputs and outputs", ["", "name", "shape", "dtype", "quantization"], rows, console)
-    ops = [[r["op"], r["version"], r["count"], "custom" if r["custom"] else ""] for r in report["operators"]]
-    print_table("Operators", ["operator", "version", "count", ""], ops, console)
+    ops = [[r["op"], r["version"], r["count"], "custom" if r["custom"] else "builtin"] for r in report["operators"]]
+    print_table("Operators", ["operator", "version", "count", "kind"], ops, console)
     if report["custom_ops"]:
         console.print(f"custom ops: {', '.join(report['custom_ops'])}")
     print_table(
