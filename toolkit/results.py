@@ -189,6 +189,9 @@ class Result(_Strict):
     warnings: list[str] = Field(default_factory=list)
     job: JobInfo | None = None
     duration_s: float | None = None  # wall time of the whole profile call on the controller
+    # Wall time of the measuring process on the device, from its start to its result (the runner's
+    # own clock; for benchmark_model, the tool's run as timed around it on the device).
+    device_time_s: float | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
