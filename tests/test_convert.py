@@ -584,3 +584,26 @@ def test_mobilenet_v2_int8_is_at_most_30_percent_of_fp32(tmp_path):
     assert int8["size"]["fp32_model_bytes"] > 10_000_000  # 3.5 M parameters
     assert int8["calibration"]["synthetic"] is True
     assert "synthetic" in result["evaluation"]["source"] or "random" in result["evaluation"]["source"]
+
+
+def test_inspect_on_the_converted_example_lists_operators_and_fallbacks(digits_onnx):
+    """Issue 3's acceptance on the shipped example: operators and predicted GPU/NNAPI/Edge TPU fallbacks."""
+    out, _reports, _proc = digits_onnx
+    proc = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "inspect", str(out / "digits.int8.tflite"), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(proc.stdout)
+    assert report["variant"] == "int8"
+    assert report["metadata"]["source"]["name"] == "digits.onnx"
+    ops = {row["op"] for row in report["operators"]}
+    assert {"CONV_2D", "FULLY_CONNECTED", "QUANTIZE", "DEQUANTIZE"} <= ops
+    predictions = report["predictions"]
+    assert set(predictions) >= {"gpu", "nnapi", "edgetpu"}
+    for name in ("gpu", "nnapi", "edgetpu"):
+        assert predictions[name]["total_nodes"] == report["node_count"]
+    # Not compiled for the Edge TPU: the float<->int8 edges stay on the CPU.
+    assert set(predictions["edgetpu"]["cpu_ops"]) >= {"QUANTIZE", "DEQUANTIZE"}
+    assert predictions["edgetpu"]["supported_nodes"] < report["node_count"]
