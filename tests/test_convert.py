@@ -605,5 +605,6 @@ def test_inspect_on_the_converted_example_lists_operators_and_fallbacks(digits_o
     for name in ("gpu", "nnapi", "edgetpu"):
         assert predictions[name]["total_nodes"] == report["node_count"]
     # Not compiled for the Edge TPU: the float<->int8 edges stay on the CPU.
-    assert set(predictions["edgetpu"]["cpu_ops"]) >= {"QUANTIZE", "DEQUANTIZE"}
+    assert {op["op"] for op in predictions["edgetpu"]["cpu_ops"]} >= {"QUANTIZE", "DEQUANTIZE"}
+    assert all(op["reason"] for op in predictions["edgetpu"]["cpu_ops"])
     assert predictions["edgetpu"]["supported_nodes"] < report["node_count"]
