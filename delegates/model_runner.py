@@ -188,10 +188,16 @@ def open_model(
     delegate_options: dict[str, Any] | None = None,
     profile_delegates: dict[str, Any] | None = None,
     verify: bool = True,
+    model: TFLiteModel | None = None,
 ) -> ModelRunner:
-    """Open and allocate a model with one delegate choice; None is the plain CPU reference."""
+    """Open and allocate a model with one delegate choice; None is the plain CPU reference.
+
+    `model` is this file already parsed (and so verified) by the caller: opening the same file
+    several times then parses it once (a large model takes tens of milliseconds to parse).
+    """
     path = Path(path)
-    model = parse_model(path) if verify else parse_model(path.read_bytes(), str(path))
+    if model is None:
+        model = parse_model(path) if verify else parse_model(path.read_bytes(), str(path))
     metadata = read_metadata(model)
     rt = runtime if isinstance(runtime, Runtime) else get_runtime(runtime)
     picked = as_choice(choice, threads=threads, options=delegate_options)

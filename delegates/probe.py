@@ -5,6 +5,10 @@ child, not the caller). The child reads one JSON request on stdin and writes JSO
 `{"event": "current", "key": ...}` before touching a candidate's native code, then one
 `{"event": "attempt", ...}` per candidate and `{"event": "measured", ...}` in auto mode. A crash
 is attributed to the last "current" key. The same functions run in-process when isolation is off.
+
+`try_in_place` is the same check for a built-in candidate (cpu, xnnpack) driven by a caller that
+measures anyway (the device runner): the caller's own timed open, runs and output comparison are
+the probe, so the model is opened and run once instead of twice (docs/profiling.md).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -108,24 +112,21 @@ class Prober:
         self.reference()
         try:
             runner = self.open(choice)
-        except DelegateError as exc:
-            reason = exc.message.replace(f"{choice.label}: ", "", 1)
-            return _attempt(choice, exc.details.get("outcome", "failed_to_load"), reason, exc.details)
-        except BadInputError as exc:
-            return _attempt(choice, "rejected", exc.message)
+        except (DelegateError, BadInputError) as exc:
+            return open_failed(choice, exc)
         delegation = runner.delegation()
         details: dict[str, Any] = {"threads": choice.threads, "delegation": delegation}
-        if choice.delegate != CPU and delegation["delegated_nodes"] == 0:
-            reason = f"{choice.label} took none of the {delegation['total_nodes']} nodes; all run on the CPU kernels"
-            return _attempt(choice, "rejected", reason, details)
+        rejected = took_nothing(choice, delegation, details)
+        if rejected is not None:
+            return rejected
         if self._inputs is None:
             self._inputs = runner.random_inputs(self.settings.seed)
         tol = self.settings.tolerance if tolerance is None else tolerance
         verdict = None
         if self._expected is None:
-            details["accuracy"] = f"not checked: no CPU reference ({self.reference_error})"
+            details["accuracy"] = no_reference_note(self.reference_error)
         elif self.settings.check_accuracy:
-            verdict = self._accuracy(runner, details, tol)
+            verdict = accuracy_verdict(self._expected, runner.invoke(self._inputs), tol, details)
         if verdict is not None:
             return _attempt(choice, "inaccurate", verdict, details)
         if self.settings.check_speed:
@@ -135,31 +136,125 @@ class Prober:
         self.viable[choice.key] = runner
         return _acceptable(choice, delegation, details)
 
-    def _accuracy(self, runner: ModelRunner, details: dict[str, Any], tolerance: float) -> str | None:
-        """None when the outputs match the CPU reference within tolerance, else the reason."""
-        got = runner.invoke(self._inputs)
-        error, cosine = compare(self._expected, got)
-        details.update(max_rel_error=error, cosine=cosine, tolerance=tolerance)
-        if error <= tolerance:
-            return None
-        return f"outputs differ from the CPU reference: max error {error:.3g} of range > tolerance {tolerance:g}"
-
     def _speed(self, choice: DelegateChoice, runner: ModelRunner, details: dict[str, Any]) -> str | None:
         baseline = self.baseline_ms(choice)
         if baseline is None:
             return None
         p50 = measure(runner, self._inputs, self.settings.speed_budget_s)
-        details.update(p50_ms=p50, baseline_ms=baseline)
-        if p50 > baseline * self.settings.slower_margin:
-            base = "plain CPU kernels" if choice.delegate == XNNPACK else "XNNPACK on the CPU"
-            return f"slower than {base}: p50 {p50:.3g} ms vs {baseline:.3g} ms"
-        return None
+        return speed_verdict(choice, p50, baseline, self.settings.slower_margin, details)
 
     # --- auto ------------------------------------------------------------------------------------------
 
     def race(self) -> dict[str, float]:
         """Measure every viable candidate in interleaved rounds, dropping clear losers; key -> p50 ms."""
         return race(self.viable, self._inputs, self.settings.auto_budget_s, self.emit)
+
+
+# --- verdicts shared by the probe child and in-place selection --------------------------------------
+
+
+def open_failed(choice: DelegateChoice, exc: ToolkitError) -> dict[str, Any]:
+    """The attempt for a candidate that could not be opened (a delegate failure or a model it refuses)."""
+    if isinstance(exc, DelegateError):
+        reason = exc.message.replace(f"{choice.label}: ", "", 1)
+        return _attempt(choice, exc.details.get("outcome", "failed_to_load"), reason, exc.details)
+    return _attempt(choice, "rejected", exc.message)
+
+
+def took_nothing(choice: DelegateChoice, delegation: dict[str, Any], details: dict[str, Any]) -> dict | None:
+    """The "rejected" attempt for a delegate that left every node on the CPU kernels, else None."""
+    if choice.delegate == CPU or delegation["delegated_nodes"] > 0:
+        return None
+    reason = f"{choice.label} took none of the {delegation['total_nodes']} nodes; all run on the CPU kernels"
+    return _attempt(choice, "rejected", reason, details)
+
+
+def no_reference_note(error: str | None) -> str:
+    return f"not checked: no CPU reference ({error})"
+
+
+def accuracy_verdict(expected: dict, got: dict, tolerance: float, details: dict[str, Any]) -> str | None:
+    """None when the outputs match the CPU reference within tolerance, else the reason."""
+    error, cosine = compare(expected, got)
+    details.update(max_rel_error=error, cosine=cosine, tolerance=tolerance)
+    if error <= tolerance:
+        return None
+    return f"outputs differ from the CPU reference: max error {error:.3g} of range > tolerance {tolerance:g}"
+
+
+def speed_verdict(
+    choice: DelegateChoice, p50: float, baseline: float, margin: float, details: dict[str, Any]
+) -> str | None:
+    """None unless the candidate's p50 is beyond `margin` of the CPU path it must beat."""
+    details.update(p50_ms=p50, baseline_ms=baseline)
+    if p50 > baseline * margin:
+        base = "plain CPU kernels" if choice.delegate == XNNPACK else "XNNPACK on the CPU"
+        return f"slower than {base}: p50 {p50:.3g} ms vs {baseline:.3g} ms"
+    return None
+
+
+# --- in place: the caller's measurement is the probe --------------------------------------------------
+
+
+class Trial(Protocol):
+    """What in-place selection needs from a caller that measures (toolkit.runner.measure.Trial)."""
+
+    def open(self, choice: DelegateChoice) -> ModelRunner:
+        """Open the model with `choice` as the measurement would (raises DelegateError/BadInputError)."""
+
+    def measure(self, runner: ModelRunner) -> float:
+        """Warmup and timed runs; the p50 in ms."""
+
+    def compared(self, runner: ModelRunner) -> tuple[dict, dict | None, str | None]:
+        """(outputs, CPU reference outputs or None, why there is no reference) on the measured inputs."""
+
+    def baseline_ms(self, choice: DelegateChoice, budget_s: float) -> float | None:
+        """p50 of the CPU path `choice` must beat, or None when it cannot be timed."""
+
+
+def try_in_place(
+    choice: DelegateChoice, trial: Trial, settings: ProbeSettings, emit: Emit, tolerance: float | None = None
+) -> dict[str, Any]:
+    """Prober.try_candidate for a built-in candidate, with the caller's own measurement as the probe.
+
+    Same checks, same outcomes and details, same events (`reference_failed`, then the attempt,
+    which is also returned); the accuracy check uses the measured inputs and the speed check the
+    measurement's p50 (all of it, not a brief probe).
+    """
+    attempt = _in_place_attempt(choice, trial, settings, emit, tolerance)
+    emit(attempt)
+    return attempt
+
+
+def _in_place_attempt(
+    choice: DelegateChoice, trial: Trial, settings: ProbeSettings, emit: Emit, tolerance: float | None
+) -> dict[str, Any]:
+    try:
+        runner = trial.open(choice)
+    except (DelegateError, BadInputError) as exc:
+        return open_failed(choice, exc)
+    delegation = runner.delegation()
+    details: dict[str, Any] = {"threads": choice.threads, "delegation": delegation}
+    rejected = took_nothing(choice, delegation, details)
+    if rejected is not None:
+        return rejected
+    p50 = trial.measure(runner)
+    got, expected, missing = trial.compared(runner)
+    tol = settings.tolerance if tolerance is None else tolerance
+    verdict = None
+    if expected is None:
+        emit({"event": "reference_failed", "error": {"message": missing}})
+        details["accuracy"] = no_reference_note(missing)
+    elif settings.check_accuracy:
+        verdict = accuracy_verdict(expected, got, tol, details)
+    if verdict is not None:
+        return _attempt(choice, "inaccurate", verdict, details)
+    baseline = trial.baseline_ms(choice, settings.speed_budget_s) if settings.check_speed else None
+    if baseline is not None:
+        slower = speed_verdict(choice, p50, baseline, settings.slower_margin, details)
+        if slower is not None:
+            return _attempt(choice, "slower", slower, details)
+    return _acceptable(choice, delegation, details)
 
 
 def _attempt(choice: DelegateChoice, outcome: str, reason: str, details: dict | None = None) -> dict[str, Any]:

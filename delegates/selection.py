@@ -9,14 +9,21 @@ Library lookup and model requirements are checked in this process (no native cod
 loading, delegation, accuracy and timing happen in a child process started as
 `[sys.executable, "-c", BOOT, <package root>]`, so a segfaulting delegate only kills the child and
 the zipapp runner works too (the root is derived from `delegates.__file__`).
+
+A caller that is about to measure the model anyway (the device runner, itself a sacrificial
+process) passes a `trial`: then the built-in candidates (cpu, xnnpack) of a preference list are
+checked on the caller's own measurement — its timed open is the load, its timed runs the speed
+figure, its output comparison with the CPU reference the accuracy check — instead of a probe that
+opens and runs the model once more. Same attempts, outcomes and details; candidates that load a
+native library are still probed in a child first.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +31,14 @@ from typing import Any
 
 from delegates import compat
 from delegates.choice import CPU, XNNPACK, DelegateChoice, as_choice, parse_choice
-from delegates.probe import MARK, ProbeSettings, run_request
+from delegates.probe import MARK, ProbeSettings, Trial, run_request, try_in_place
 from delegates.registry import effective_options, get_spec, locate
 from delegates.runtime import get_runtime, runtime_warnings
 from delegates.tflite_model import TFLiteModel, parse_model
 from toolkit.errors import ConfigError, DelegateError, ToolkitError
 
 AUTO = "auto"
+BUILTIN = (CPU, XNNPACK)  # part of every runtime: no native library of their own to load
 ACCEPTABLE = ("applied", "partial")
 OUTCOMES = (
     "applied",
@@ -149,13 +157,17 @@ def select_delegate(
     timeout_s: float = 300.0,
     auto_budget_s: float = 1.5,
     slower_margin: float = 1.05,
+    trial: Trial | None = None,
+    parsed: TFLiteModel | None = None,
 ) -> SelectionReport:
     """Pick a delegate for this model on this machine; the report records why.
 
     delegate_options maps a delegate name (or "external:/path") to its options; profile_delegates
-    is a device profile's `delegates` section (library paths and default options).
+    is a device profile's `delegates` section (library paths and default options). With a `trial`
+    (not in auto mode), built-in candidates are checked on the caller's measurement (module doc).
+    `parsed` is the model file already parsed by the caller.
     """
-    model = parse_model(model_path)
+    model = parsed if parsed is not None else parse_model(model_path)
     rt = get_runtime(runtime)
     names = parse_request(request, profile_order)
     auto = any(n.lower() == AUTO for n in names)
@@ -181,7 +193,10 @@ def select_delegate(
             runnable.append(choice)
     base = tolerance if tolerance is not None else _variant_tolerance(model)
     tolerances = {c.key: base if tolerance is not None else _tolerance_for(c, base) for c in runnable}
-    _probe(report, runnable, settings, tolerances, auto, isolate, timeout_s)
+    if trial is not None and not auto:
+        _in_order(report, runnable, settings, tolerances, trial, isolate, timeout_s)
+    else:
+        _probe(report, runnable, settings, tolerances, auto, isolate, timeout_s)
     _decide(report, auto, {c.key: c for c in candidates})
     report.warnings += _warnings(report, rt, model, candidates)
     return report
@@ -333,6 +348,42 @@ def _probe(
             _absorb(report, viable, events, crash)
 
 
+def _in_order(
+    report: SelectionReport,
+    candidates: list[DelegateChoice],
+    settings: ProbeSettings,
+    tolerances: dict[str, float],
+    trial: Trial,
+    isolate: bool,
+    timeout_s: float,
+) -> None:
+    """Preference order: each run of built-in candidates checked in place, the others probed."""
+    for builtin, group in itertools.groupby(candidates, key=lambda c: c.delegate in BUILTIN):
+        batch = list(group)
+        if builtin:
+            _check_in_place(report, batch, settings, tolerances, trial)
+        else:
+            _probe(report, batch, settings, tolerances, False, isolate, timeout_s)
+        if any(a.outcome in ACCEPTABLE for a in report.attempts):
+            return
+
+
+def _check_in_place(
+    report: SelectionReport,
+    batch: list[DelegateChoice],
+    settings: ProbeSettings,
+    tolerances: dict[str, float],
+    trial: Trial,
+) -> None:
+    """Built-in candidates, in order, until one is acceptable; the trial measures each one it opens."""
+    events: list[dict] = []
+    for choice in batch:
+        attempt = try_in_place(choice, trial, settings, events.append, tolerances[choice.key])
+        if attempt["outcome"] in ACCEPTABLE:
+            break
+    _absorb(report, batch, events, None)
+
+
 def _request(
     settings: ProbeSettings, batch: list[DelegateChoice], tolerances: dict[str, float], race: bool
 ) -> dict[str, Any]:
@@ -388,6 +439,8 @@ def _run_inline(request: dict[str, Any]) -> tuple[list[dict], str | None]:
 
 def _run_child(request: dict[str, Any], timeout_s: float) -> tuple[list[dict], str | None]:
     """Start the probe child; return its events and, if it died, how."""
+    import subprocess  # only here: in-place selection does without it
+
     argv = [sys.executable, "-c", BOOT, package_root()]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     proc = subprocess.Popen(

@@ -757,6 +757,7 @@ def assemble_result(
         "warnings": list(device.get("warnings") or []),
         "job": _job(request.job),
         "duration_s": round(duration_s, 3),
+        "device_time_s": device.get("device_time_s"),
     }
     return validate_result(document).to_dict()
 

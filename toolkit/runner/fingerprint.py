@@ -8,9 +8,6 @@ device) and the controller (parsing `DUMP_SCRIPT` output from devices without Py
 from __future__ import annotations
 
 import os
-import platform
-import shutil
-import subprocess
 
 FILES = (
     "/proc/device-tree/model",
@@ -85,14 +82,28 @@ def local_facts() -> Facts:
                 files[path] = handle.read(1 << 20).replace(b"\0", b"\n").decode("utf-8", "replace")
         except OSError:
             continue
-    uname = (platform.node() or None, platform.release() or None, platform.machine() or None)
-    return Facts(files, _local_getprop(), uname, os.cpu_count())
+    return Facts(files, _local_getprop(), _uname(), os.cpu_count())
+
+
+def _uname() -> tuple:
+    """(hostname, kernel release, machine); os.uname() spares the runner importing `platform`."""
+    if hasattr(os, "uname"):
+        info = os.uname()
+        return (info.nodename or None, info.release or None, info.machine or None)
+    import platform
+
+    return (platform.node() or None, platform.release() or None, platform.machine() or None)
 
 
 def _local_getprop() -> dict:
+    """Android properties; elsewhere there is no getprop (and no subprocess import to pay for)."""
+    import shutil
+
     getprop = shutil.which("getprop")
     if not getprop:
         return {}
+    import subprocess
+
     try:
         out = subprocess.run([getprop], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):

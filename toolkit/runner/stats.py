@@ -60,16 +60,31 @@ def _median_of_sorted(values: Sequence[float]) -> float:
     return float(values[mid]) if n % 2 else (float(values[mid - 1]) + float(values[mid])) / 2.0
 
 
+def percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """numpy.percentile's default (linear) method, without it: in numpy 2 its first call imports
+    numpy.ma, ~7 ms of a micro-model's whole profile. Same interpolation formula, same results."""
+    n = len(values)
+    positions = [q / 100.0 * (n - 1) for q in qs]
+    lows = [math.floor(p) for p in positions]
+    kth = sorted({i for lo in lows for i in (lo, min(lo + 1, n - 1))})
+    part = np.partition(values, kth)
+    out = []
+    for position, lo in zip(positions, lows):  # noqa: B905 (Python 3.9)
+        a, b, t = float(part[lo]), float(part[min(lo + 1, n - 1)]), position - lo
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return out
+
+
 def summarize(samples_ms: Sequence[float]) -> dict[str, float | None]:
     """p50/p90/p99 (linear interpolation), mean, population std (as benchmark_model), min and max."""
     if not len(samples_ms):
         return dict.fromkeys(("p50", "p90", "p99", "mean", "std", "min", "max"))
     values = np.asarray(samples_ms, dtype=np.float64)
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    p50, p90, p99 = percentiles(values, (50, 90, 99))
     return {
-        "p50": float(p50),
-        "p90": float(p90),
-        "p99": float(p99),
+        "p50": p50,
+        "p90": p90,
+        "p99": p99,
         "mean": float(values.mean()),
         "std": float(values.std()),
         "min": float(values.min()),

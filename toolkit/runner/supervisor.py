@@ -4,6 +4,9 @@ The child (`measure`) loads the model; a segfaulting runtime or delegate, an OOM
 takes only the child down. The supervisor then reports a RunnerCrashedError with the signal, or a
 CommandTimeoutError, as a framed document; it removes the run folder in every case. Stdlib only,
 no numpy: it must start fast and survive anything the child does.
+
+A result carries `device_time_s` — this process's age when the answer is ready, by the device's
+clock (toolkit.runner.clock) — and `phases_ms`, where that time went.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from typing import Any
 
 from toolkit.errors import CommandTimeoutError, RunnerCrashedError, ToolkitError
+from toolkit.runner.clock import Phases, entry_perf_counter, process_age_s
 from toolkit.runner.protocol import ERROR_STATUS, OK_STATUS, frame
 
 REQUEST_FILE = "request.json"
@@ -99,6 +103,24 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+def reader_gone(fd: int = 1) -> bool:
+    """True when nobody can read what we write to `fd` any more (its pipe or socket peer closed).
+
+    This is how the supervisor notices that its controller is gone even when its parent process
+    is a shell that outlived the connection (the ssh and adb transports keep one to report the
+    exit status).
+    """
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(fd, 0)  # no events asked: only POLLERR/POLLHUP, which are always reported
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll() here, or fd 1 is not pollable
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
 
 
 def remove_abandoned_runs(runs: str) -> None:
@@ -225,6 +247,12 @@ class SpawnedChild:
             self.proc.wait()
 
 
+def _startup_ms(age_s: float, phases: Phases) -> float:
+    """From the process start (kernel record) to the runner's first line: interpreter start-up."""
+    since_entry = phases.marks[-1][1] - phases.marks[0][1]
+    return round(max(age_s - since_entry, 0.0) * 1000.0, 3)
+
+
 class Supervisor:
     """Run one measurement in a child process inside its own run folder."""
 
@@ -236,10 +264,12 @@ class Supervisor:
         self.nonce = request["nonce"]
         self.timeout_s = request.get("timeout_s")
         self.child: ForkedChild | SpawnedChild | None = None
+        self.phases = Phases([("entry", entry_perf_counter())])
 
     def run(self) -> int:
         """Measure, print the framed answer on stdout, return the exit status."""
         self._install_signal_handlers()
+        self.phases.mark("supervisor start")
         try:
             document, status = self._measure(), OK_STATUS
         except StaleCache as stale:
@@ -249,9 +279,18 @@ class Supervisor:
         finally:
             self._remove_rundir()
         document["rundir_removed"] = not os.path.exists(self.rundir)
+        if status == OK_STATUS:
+            self._add_clock(document)
         sys.stdout.write(frame(document, self.nonce))
         sys.stdout.flush()
         return status
+
+    def _add_clock(self, document: dict) -> None:
+        """This process's age now (the device's own time for the result) and where it went."""
+        self.phases.mark("cleanup")
+        age = process_age_s()
+        document["device_time_s"] = round(age, 4)
+        document["phases_ms"] = {"interpreter start": _startup_ms(age, self.phases), **self.phases.durations_ms()}
 
     def _measure(self) -> dict:
         missing = [path for path in self.request.get("requires") or [] if not os.path.exists(path)]
@@ -263,8 +302,9 @@ class Supervisor:
         with open(os.path.join(self.rundir, PID_FILE), "w") as handle:
             handle.write(str(os.getpid()))
         request_path = os.path.join(self.rundir, REQUEST_FILE)
+        self.phases.mark("run folder")
         with open(request_path, "w") as handle:
-            json.dump(self.request, handle)
+            json.dump({**self.request, "phases": self.phases.to_wire()}, handle)
         log_path = os.path.join(self.rundir, LOG_FILE)
         returncode = self._run_child(request_path, log_path)
         _copy_log_to_stderr(log_path)
@@ -279,7 +319,7 @@ class Supervisor:
             returncode = self.child.wait(WATCH_INTERVAL_S)
             if returncode is not None:
                 return returncode
-            if os.getppid() != parent:
+            if os.getppid() != parent or reader_gone():
                 # The controller's session is gone (connection lost, controller killed): nobody
                 # will read the answer, so stop measuring instead of burning the device's CPU.
                 self._stop_child()
@@ -317,6 +357,8 @@ class Supervisor:
                 returncode=returncode,
                 log_tail=_tail(log_path),
             )
+        self.phases = Phases.from_wire(document.pop("phases", None) or self.phases.to_wire())
+        self.phases.mark("result file")
         return document
 
     def _remove_rundir(self) -> None:

@@ -61,9 +61,13 @@ class Series:
     ci95_rel: float | None = None
     wall_ns: int = 0
 
+    def samples_ms_array(self) -> np.ndarray:
+        """Samples in milliseconds at nanosecond resolution."""
+        return np.round(np.frombuffer(self.samples_ns, dtype=np.int64) / NS_PER_MS, 6)
+
     def samples_ms(self) -> list:
         """Samples in milliseconds at nanosecond resolution (plain floats, for JSON)."""
-        return np.round(np.frombuffer(self.samples_ns, dtype=np.int64) / NS_PER_MS, 6).tolist()
+        return self.samples_ms_array().tolist()
 
     def mean_ns(self) -> float:
         return float(np.frombuffer(self.samples_ns, dtype=np.int64).mean()) if len(self.samples_ns) else 0.0
