@@ -106,6 +106,26 @@ def test_benchmark_model_mode_pushes_the_binary_and_maps_its_output(adbd, adb_se
     assert bins[0].stat().st_mode & 0o111
 
 
+def test_benchmark_model_run_is_timed_on_the_device(adbd, adb_server, tflite_cnn_fp32, tmp_path):
+    """device_time_s: the tool's run timed around it on the phone (uptime), not the transport's round trips."""
+    program = tmp_path / "benchmark_model"
+    recorded = RECORDED / "tf24_yolov5s_fp32_cpu.txt"
+    program.write_text(f"#!/bin/sh\nsleep 0.5\ncat {recorded}\n")
+    program.chmod(0o755)
+    result = profile_model(_request(tflite_cnn_fp32, adbd, adb_server, benchmark_model=str(program)))
+    assert 0.5 - 0.01 <= result["device_time_s"] <= result["duration_s"]  # uptime ticks are 10 ms
+
+
+def test_benchmark_model_time_falls_back_to_its_own_figures():
+    from toolkit.profile import _parsed_time_s, _uptime_span
+
+    assert _uptime_span("log\n@@edgetk-uptime 100.25 103.75\n") == pytest.approx(3.5)
+    assert _uptime_span("@@edgetk-uptime  \n") is None  # /proc/uptime unreadable on this device
+    timings = {"init": 20.0, "warmup_mean": 10.0, "warmup_runs": 3, "mean": 5.0, "count": 100}
+    assert _parsed_time_s(timings) == pytest.approx((20 + 30 + 500) / 1000)
+    assert _parsed_time_s({}) is None
+
+
 def test_benchmark_model_mode_falls_back_when_a_delegate_fails_and_keeps_the_history(
     adbd, adb_server, tflite_cnn_fp32, tmp_path
 ):

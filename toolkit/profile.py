@@ -477,9 +477,13 @@ def _no_document_error(result: Any, uri: str) -> ToolkitError:
         return crashed(code - 128, result.stderr[-2000:])
     if code in (126, 127):
         return DeviceSetupError(f"the runner could not be started on {uri} (exit {code})", result.stderr.strip()[-300:])
+    hint = "run with --debug to see the device's output"
+    if code == 255:
+        # What ssh says when the remote shell itself died (the runner's own status never came).
+        hint = "over ssh, 255 without a status means the runner's shell was killed (e.g. by the OOM killer); " + hint
     return RunnerCrashedError(
         f"the runner on {uri} exited with {code} without a result",
-        "run with --debug to see the device's output",
+        hint,
         returncode=code,
         stderr_tail=result.stderr[-2000:],
         stdout_tail=result.stdout[-2000:],
@@ -490,6 +494,15 @@ def _no_document_error(result: Any, uri: str) -> ToolkitError:
 
 # One round trip: create folders ($1, $2), then say which of the remaining paths exist.
 PREPARE_SCRIPT = 'mkdir -p "$1" "$2"; shift 2; for f in "$@"; do [ -e "$f" ] && echo "have $f"; done; true'
+# benchmark_model timed on the device, around its run, by the shell: the kernel's uptime (10 ms
+# resolution) before and after, read with builtins only (no `date` process, no %N needed).
+UPTIME_MARK = "@@edgetk-uptime"
+TIMED_SCRIPT = (
+    "read a _ < /proc/uptime 2>/dev/null; "
+    '"$@"; s=$?; '
+    "read b _ < /proc/uptime 2>/dev/null; "
+    f'echo "{UPTIME_MARK} $a $b" >&2; exit $s'
+)
 DUMP_SEPARATOR = "@@edgetk-sysfs"
 
 # Delegate options benchmark_model understands: (delegate, option) -> (flag, value mapping or None).
@@ -563,10 +576,20 @@ def _delegate_flags(name: str, request: ProfileRequest, plan: Plan) -> tuple[dic
     return keywords, extra, warnings
 
 
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """One run of benchmark_model with one delegate."""
+
+    parsed: Any  # toolkit.benchmark_model.BenchmarkOutput
+    attempt: dict[str, Any]  # its selection attempt
+    warnings: list[str]
+    device_time_s: float | None  # the run timed on the device (uptime), else from its parsed timings
+
+
 def _benchmark_attempt(
     transport: Any, request: ProfileRequest, plan: Plan, paths: dict[str, str], name: str
-) -> tuple[Any, dict[str, Any], list[str]]:
-    """Run benchmark_model once with one delegate: (parsed output, selection attempt, warnings)."""
+) -> BenchmarkRun:
+    """Run benchmark_model once with one delegate."""
     from toolkit.benchmark_model import benchmark_argv, parse_benchmark_output
 
     keywords, extra, warnings = _delegate_flags(name, request, plan)
@@ -574,7 +597,8 @@ def _benchmark_attempt(
         paths["binary"], paths["model"], threads=plan.threads, settings=request.settings, extra_flags=extra, **keywords
     )
     prefix = [*_env_prefix(plan), *(["taskset", plan.taskset] if plan.taskset else [])]
-    result = transport.run([*prefix, *argv], timeout=plan.timeout_s + TRANSPORT_GRACE_S, check=False)
+    timed = ["sh", "-c", TIMED_SCRIPT, "sh", *prefix, *argv]
+    result = transport.run(timed, timeout=plan.timeout_s + TRANSPORT_GRACE_S, check=False)
     if result.returncode in (126, 127):
         raise DeviceSetupError(
             f"benchmark_model could not be started on {transport.uri} (exit {result.returncode}): "
@@ -582,15 +606,41 @@ def _benchmark_attempt(
             "check that the binary is built for the device's CPU (e.g. android_arm64) and that its folder allows execution",
         )
     parsed = parse_benchmark_output(result.stdout + "\n" + result.stderr, result.returncode)
+    spent = _uptime_span(result.stderr)
+    spent = spent if spent is not None else _parsed_time_s(parsed.timings)
     if parsed.failure is None:
         done, total = parsed.delegation.get("delegated_nodes"), parsed.delegation.get("total_nodes")
         outcome = "partial" if done is not None and total and done < total else "applied"
         reason = f"{done}/{total} nodes delegated" if done is not None else "benchmark_model ran"
-        return parsed, {"delegate": name, "outcome": outcome, "reason": reason, "details": {}}, warnings
+        attempt = {"delegate": name, "outcome": outcome, "reason": reason, "details": {}}
+        return BenchmarkRun(parsed, attempt, warnings, spent)
     failure = parsed.failure
     outcome = "failed_to_load" if failure.kind == "delegate_failed" else "rejected"
     details = {"failure": failure.kind, "errors": list(failure.errors)}
-    return parsed, {"delegate": name, "outcome": outcome, "reason": failure.reason, "details": details}, warnings
+    attempt = {"delegate": name, "outcome": outcome, "reason": failure.reason, "details": details}
+    return BenchmarkRun(parsed, attempt, warnings, spent)
+
+
+def _uptime_span(stderr: str) -> float | None:
+    """Seconds between the two uptime readings TIMED_SCRIPT printed; None without them."""
+    for line in reversed(stderr.splitlines()):
+        if line.startswith(UPTIME_MARK):
+            try:
+                before, after = (float(x) for x in line.split()[1:3])
+            except ValueError:
+                return None
+            return max(after - before, 0.0)
+    return None
+
+
+def _parsed_time_s(timings: dict[str, Any]) -> float | None:
+    """Where the device gave no uptime: init + warmup + timed runs as the tool reports them."""
+    parts = [
+        timings.get("init"),
+        (timings.get("warmup_mean") or 0.0) * (timings.get("warmup_runs") or 0),
+        (timings.get("mean") or 0.0) * (timings.get("count") or 0),
+    ]
+    return sum(p for p in parts if p) / 1000.0 if any(parts) else None
 
 
 def _benchmark_device_document(plan: Plan, parsed: Any, name: str, attempts: list, warnings: list) -> dict[str, Any]:
@@ -635,16 +685,20 @@ def run_benchmark_model(transport: Any, request: ProfileRequest, plan: Plan, mod
     if cooldown is not None:
         before = _sysfs_snapshot(transport)
     attempts: list[dict[str, Any]] = []
+    device_time_s = 0.0  # every attempt kept the device busy measuring
     for name in _benchmark_candidates(plan):
-        parsed, attempt, notes = _benchmark_attempt(transport, request, plan, paths, name)
-        attempts.append(attempt)
-        warnings += notes
+        run = _benchmark_attempt(transport, request, plan, paths, name)
+        parsed = run.parsed
+        attempts.append(run.attempt)
+        warnings += run.warnings
+        device_time_s += run.device_time_s or 0.0
         if parsed.failure is None:
             break
     else:
         raise _with_attempts(parsed.failure.to_error(), attempts)
     after = _sysfs_snapshot(transport)
     document = _benchmark_device_document(plan, parsed, name, attempts, warnings)
+    document["device_time_s"] = round(device_time_s, 3) if device_time_s else None
     fingerprint["runtime"] = {"name": "benchmark_model", "version": None}
     document["fingerprint"] = fingerprint
     document["thermal"] = _thermal_section(before, after, plan, cooldown, warnings)

@@ -159,9 +159,10 @@ class ForkedChild:
     def start(cls, request_path: str, log_path: str, prefix: list, env: dict | None) -> ForkedChild:
         # SIGCHLD stays pending while blocked, so wait() can sleep on it without missing the exit.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _forked_measure(request_path, log_path)
+            _forked_measure(request_path, log_path, parent)
         return cls(pid)
 
     def wait(self, timeout: float) -> int | None:
@@ -187,10 +188,32 @@ class ForkedChild:
             self.returncode = -signal.SIGKILL
 
 
-def _forked_measure(request_path: str, log_path: str) -> None:
+# prctl(PR_SET_PDEATHSIG, SIGKILL): the kernel kills the child when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this (forked) process die with its parent, the supervisor (Linux and Android).
+
+    If the supervisor is killed (the OOM killer, kill -9), nobody would read the measurement:
+    without this the child would keep the device busy until its own time limit.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes  # numpy imports it anyway
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(ORPHANED_STATUS)
+
+
+def _forked_measure(request_path: str, log_path: str, parent: int) -> None:
     """Body of the forked child: output to the log, measure, exit without running the parent's cleanup."""
     status = 1
     try:
+        die_with_parent(parent)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         for name in ("SIGTERM", "SIGHUP"):
             if hasattr(signal, name):

@@ -5,12 +5,17 @@ on top of it: BatchMode (never prompt), host keys checked (`accept-new` only whe
 options say so), connect and server-alive timeouts, and one shared connection per device
 (ControlMaster) so each command costs one round trip instead of a handshake.
 
-Two things OpenSSH does not do for us:
+Three things OpenSSH does not do for us:
 - ssh always hands the command to the remote shell, so commands are quoted with shlex.quote.
 - Killing the local ssh does not stop the remote command (no pty, so no SIGHUP; it survives even
-  `ssh -O exit`). Each command therefore reports its remote PID on stderr first (it is the
-  session leader, so its PID is its process group), and a timeout kills that group on the device:
-  an orphaned benchmark would otherwise keep loading the CPU and skew the next measurement.
+  `ssh -O exit`). Each command therefore reports its remote shell's PID on stderr first (the
+  session leader, so its PID is the process group of the shell and the command), and a timeout
+  kills that group on the device: an orphaned benchmark would otherwise keep loading the CPU and
+  skew the next measurement.
+- A command killed by a signal makes ssh exit 255 with no message — the code of ssh's own
+  failures. So the remote shell does not `exec` the command: it stays, and prints the command's
+  exit status on stderr last (128+N for signal N, as shells do). A status line means the command
+  finished and says how; without one, 255 is ssh's failure or the shell itself was killed.
 """
 
 from __future__ import annotations
@@ -53,6 +58,17 @@ from toolkit.transports.base import (
 from toolkit.transports.options import SshOptions
 
 SSH_FAILED = 255  # ssh's own exit code for connection-level failures
+EXIT_MARK = "edgetk-exit="
+REPORT_EXIT = f's=$?; printf \'{EXIT_MARK}%s\\n\' "$s" >&2; exit "$s"'
+_EXIT_LINE = re.compile(rf"{re.escape(EXIT_MARK)}(\d+)\r?\n?\Z")
+
+
+def split_exit(stderr: str) -> tuple[str, int | None]:
+    """Remove the remote shell's exit-status line from the end of stderr: (rest, status or None)."""
+    match = _EXIT_LINE.search(stderr)
+    if match is None:
+        return stderr, None
+    return stderr[: match.start()], int(match.group(1))
 
 
 @dataclass(frozen=True)
@@ -297,7 +313,7 @@ class SshTransport(Transport):
     def _run(self, command: Command, timeout: float | None, stdin: Stdin) -> CommandResult:
         self.connect()
         had_master = self._master_started
-        line = f"{REPORT_PID}; exec {command.shell_line()}"
+        line = f"{REPORT_PID}; {command.shell_line()}; {REPORT_EXIT}"
         try:
             out = run_process(
                 self.ssh_argv("-T", "-x", remote_line=line),
@@ -311,17 +327,19 @@ class SshTransport(Transport):
             error.details["stderr_tail"] = split_pid(error.details.get("stderr_tail", ""))[0]
             raise
         stderr, pid = split_pid(decode(out.stderr))
-        result = CommandResult(command.argv, out.returncode, decode(out.stdout), stderr, out.duration_s)
-        if out.returncode == SSH_FAILED:
+        stderr, status = split_exit(stderr)
+        if status is None and out.returncode == SSH_FAILED:
             self._raise_if_ssh_failed(stderr, started=pid is not None, had_master=had_master)
-        return result
+        returncode = out.returncode if status is None else status
+        return CommandResult(command.argv, returncode, decode(out.stdout), stderr, out.duration_s)
 
     def _raise_if_ssh_failed(self, stderr: str, started: bool, had_master: bool) -> None:
-        """Raise the classified error if exit 255 came from ssh rather than from the command.
+        """Raise the classified error if exit 255 (without a status line) came from ssh.
 
-        Without the PID line the command never ran, so ssh failed. With it, 255 may be the
-        command's own exit code; it is ssh's only if the shared connection died with it (or,
-        without multiplexing, if ssh printed one of its connection errors).
+        Without the PID line the command never ran, so ssh failed. With it, the remote shell was
+        killed before it could report the command's status, or the connection died; it is the
+        connection only if the shared connection died with it (or, without multiplexing, if ssh
+        printed one of its connection errors).
         """
         where = self.target.describe()
         failures = SESSION_FAILURES if (started or had_master) else CONNECT_FAILURES
