@@ -151,6 +151,20 @@ def test_adaptive_mode_converges_on_a_steady_workload():
     assert len(series.samples_ns) < 10**6
 
 
+def test_adaptive_mode_stops_at_the_first_sample_count_that_has_a_ci():
+    """Six identical samples already bound the median within any target: no run more is needed."""
+    from array import array
+
+    rule = AdaptiveRule(target=0.01, max_s=60.0)
+    samples = array("q")
+    reasons = []
+    for _ in range(8):
+        samples.append(1_000_000)
+        reasons.append(rule.stop_reason(samples, elapsed_ns=len(samples) * 1_000_000))
+    assert reasons[:6] == [None] * 5 + ["converged"]
+    assert rule.ci95_rel == 0.0
+
+
 def test_adaptive_mode_gives_up_at_max_seconds_and_says_so():
     rule = AdaptiveRule(target=1e-12, max_s=0.2)
     series = run_phase(lambda: time.sleep(np.random.default_rng().uniform(0, 0.002)), rule)
@@ -172,3 +186,19 @@ def test_loop_settings_take_a_benchmark_settings_dict():
     settings = LoopSettings.from_dict(data)
     assert settings.num_runs == 7
     assert settings.adaptive
+
+
+def test_float_ranks_agree_with_exact_integers_up_to_the_normal_approximation():
+    from toolkit.runner.stats import _largest_rank_by_floats, _largest_rank_exact
+
+    for n in range(1, 1001):
+        fast = _largest_rank_by_floats(n, 0.025)
+        assert fast is None or fast == _largest_rank_exact(n, 0.025), n
+
+
+@pytest.mark.parametrize("n", [6, 7, 50, 999, 1000, 1001, 4000])
+def test_ci_of_unsorted_samples_is_the_ci_of_the_sorted_ones(n):
+    from toolkit.runner.stats import median_ci_rel_of
+
+    values = np.random.default_rng(n).lognormal(size=n)
+    assert median_ci_rel_of(values.copy()) == median_ci_rel(np.sort(values))

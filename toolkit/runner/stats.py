@@ -27,7 +27,36 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
 
 
 def _largest_rank_within(n: int, alpha_half: float) -> int:
-    """Largest j with P(Bin(n, ½) ≤ j-1) ≤ alpha_half, in exact integer arithmetic; 0 when none."""
+    """Largest j with P(Bin(n, ½) ≤ j-1) ≤ alpha_half; 0 when none.
+
+    Adaptive mode asks at every check, so the fast floating-point sum answers, and the exact
+    integer sum only where a partial sum lands too close to the limit for floats to decide.
+    """
+    j = _largest_rank_by_floats(n, alpha_half)
+    return j if j is not None else _largest_rank_exact(n, alpha_half)
+
+
+# Floating-point partial sums here are good to ~1e-12 relative; closer than this, ask integers.
+_FLOAT_GUARD = 1e-9
+
+
+def _largest_rank_by_floats(n: int, alpha_half: float) -> int | None:
+    log_term = -n * math.log(2.0)  # log(comb(n, 0) / 2**n); no underflow for n <= 1000
+    cumulative = 0.0
+    j = 0
+    for k in range(n // 2 + 1):
+        cumulative += math.exp(log_term)
+        if abs(cumulative - alpha_half) <= _FLOAT_GUARD * alpha_half:
+            return None
+        if cumulative > alpha_half:
+            break
+        j = k + 1
+        log_term += math.log((n - k) / (k + 1))
+    return j
+
+
+def _largest_rank_exact(n: int, alpha_half: float) -> int:
+    """The same rank in exact integer arithmetic (slow: big integers of n bits)."""
     total = 1 << n
     limit = alpha_half * total
     cumulative = 0
@@ -40,6 +69,22 @@ def _largest_rank_within(n: int, alpha_half: float) -> int:
         j = k + 1
         term = term * (n - k) // (k + 1)
     return j
+
+
+def median_ci_rel_of(values: np.ndarray, confidence: float = 0.95) -> float | None:
+    """median_ci_rel of unsorted samples: only the order statistics it needs are put in place
+    (a partition is O(n); adaptive mode asks at every check)."""
+    n = len(values)
+    ranks = median_ci_ranks(n, confidence)
+    if ranks is None:
+        return None
+    lo, hi = ranks
+    mid = n // 2
+    part = np.partition(values, sorted({lo, hi, mid, max(mid - 1, 0)}))
+    median = float(part[mid]) if n % 2 else (float(part[mid - 1]) + float(part[mid])) / 2.0
+    if median <= 0:
+        return None
+    return (float(part[hi]) - float(part[lo])) / 2.0 / median
 
 
 def median_ci_rel(sorted_samples: Sequence[float], confidence: float = 0.95) -> float | None:
