@@ -268,3 +268,16 @@ def test_percentiles_are_numpys_linear_method_exactly(n):
         values = rng.lognormal(size=n).round(6)
         qs = (0, 5, 50, 90, 99, 100)
         assert percentiles(values, qs) == [float(v) for v in np.percentile(values, qs)]
+
+
+@pytest.mark.parametrize("body", ["{}", '{"a":1}', '{"a": {"b": [1, 2]}}\n', '{"s": "}{"} ', '{"e": {}}'])
+def test_the_supervisor_adds_its_fields_to_the_childs_json_without_decoding_it(body):
+    import json
+
+    from toolkit.runner.protocol import with_fields
+
+    fields = {"rundir_removed": True, "device_time_s": 0.25}
+    assert json.loads(with_fields(body, fields)) == {**json.loads(body), **fields}
+    assert json.loads(with_fields(body, {})) == json.loads(body)
+    with pytest.raises(ValueError):
+        with_fields("[1, 2]", fields)

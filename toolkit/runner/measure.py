@@ -354,7 +354,7 @@ def _write_atomically(path: str, document: dict) -> None:
 
 def main(request_path: str) -> int:
     """Child entry point: measure, write result.json next to the request, return the exit status."""
-    from toolkit.runner.supervisor import RESULT_FILE
+    from toolkit.runner.supervisor import PHASES_FILE, RESULT_FILE
 
     result_path = os.path.join(os.path.dirname(request_path), RESULT_FILE)
     with open(request_path) as handle:
@@ -374,8 +374,8 @@ def main(request_path: str) -> int:
             traceback=traceback.format_exc(limit=8),
         )
         document, status = {"error": error.to_dict()}, ERROR_STATUS
-    document["phases"] = phases.to_wire()
     _write_atomically(result_path, document)
+    _write_atomically(os.path.join(os.path.dirname(request_path), PHASES_FILE), {"marks": phases.to_wire()})
     sys.stdout.flush()
     return status
 

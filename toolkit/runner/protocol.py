@@ -33,8 +33,27 @@ def decode_request(token: str) -> dict[str, Any]:
 
 def frame(document: dict[str, Any], nonce: str) -> str:
     """Wrap a JSON document in marker lines (leading newline: noise may lack one)."""
-    body = json.dumps(document, separators=(",", ":"), allow_nan=False)
+    return frame_text(json.dumps(document, separators=(",", ":"), allow_nan=False), nonce)
+
+
+def frame_text(body: str, nonce: str) -> str:
+    """`frame` for a document that is JSON text already (the runner passes its result on unparsed)."""
     return "\n" + BEGIN.format(nonce=nonce) + "\n" + body + "\n" + END.format(nonce=nonce) + "\n"
+
+
+def with_fields(body: str, fields: dict[str, Any]) -> str:
+    """The JSON object text `body` with `fields` added, without parsing it.
+
+    A result can hold a few hundred thousand samples: decoding and re-encoding it to add three
+    keys would cost more than the runner's whole start-up.
+    """
+    head = body.rstrip()
+    if not head.endswith("}"):
+        raise ValueError("not a JSON object")
+    extra = json.dumps(fields, separators=(",", ":"), allow_nan=False)
+    if head[:-1].rstrip().endswith("{"):  # an empty object
+        return extra
+    return head[:-1] + ("," + extra[1:] if fields else "}")
 
 
 def unframe(stdout: str, nonce: str) -> dict[str, Any] | None:

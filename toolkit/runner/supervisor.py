@@ -21,10 +21,11 @@ from typing import Any
 
 from toolkit.errors import CommandTimeoutError, RunnerCrashedError, ToolkitError
 from toolkit.runner.clock import Phases, entry_perf_counter, process_age_s
-from toolkit.runner.protocol import ERROR_STATUS, OK_STATUS, frame
+from toolkit.runner.protocol import ERROR_STATUS, OK_STATUS, frame_text, with_fields
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
+PHASES_FILE = "phases.json"  # the child's phase marks, beside its result
 LOG_FILE = "runner.log"
 PID_FILE = "supervisor.pid"
 # A run folder without a pid file (an interrupted start) is garbage after this long.
@@ -270,6 +271,14 @@ class SpawnedChild:
             self.proc.wait()
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
 def _startup_ms(age_s: float, phases: Phases) -> float:
     """From the process start (kernel record) to the runner's first line: interpreter start-up."""
     since_entry = phases.marks[-1][1] - phases.marks[0][1]
@@ -294,28 +303,29 @@ class Supervisor:
         self._install_signal_handlers()
         self.phases.mark("supervisor start")
         try:
-            document, status = self._measure(), OK_STATUS
+            body, status = self._measure(), OK_STATUS
         except StaleCache as stale:
-            document, status = {"missing": stale.paths}, MISSING_STATUS
+            body, status = json.dumps({"missing": stale.paths}), MISSING_STATUS
         except ToolkitError as error:
-            document, status = {"error": error.to_dict()}, ERROR_STATUS
+            body, status = json.dumps({"error": error.to_dict()}), ERROR_STATUS
         finally:
             self._remove_rundir()
-        document["rundir_removed"] = not os.path.exists(self.rundir)
+        fields: dict = {"rundir_removed": not os.path.exists(self.rundir)}
         if status == OK_STATUS:
-            self._add_clock(document)
-        sys.stdout.write(frame(document, self.nonce))
+            fields.update(self._clock())
+        sys.stdout.write(frame_text(with_fields(body, fields), self.nonce))
         sys.stdout.flush()
         return status
 
-    def _add_clock(self, document: dict) -> None:
+    def _clock(self) -> dict:
         """This process's age now (the device's own time for the result) and where it went."""
         self.phases.mark("cleanup")
         age = process_age_s()
-        document["device_time_s"] = round(age, 4)
-        document["phases_ms"] = {"interpreter start": _startup_ms(age, self.phases), **self.phases.durations_ms()}
+        phases = {"interpreter start": _startup_ms(age, self.phases), **self.phases.durations_ms()}
+        return {"device_time_s": round(age, 4), "phases_ms": phases}
 
-    def _measure(self) -> dict:
+    def _measure(self) -> str:
+        """The child's result document, as the JSON text it wrote."""
         missing = [path for path in self.request.get("requires") or [] if not os.path.exists(path)]
         if missing:
             # The controller believed these were cached; it uploads them again and retries.
@@ -360,29 +370,33 @@ class Supervisor:
         if self.child is not None:
             self.child.kill()
 
-    def _collect(self, returncode: int, log_path: str) -> dict:
-        result_path = os.path.join(self.rundir, RESULT_FILE)
+    def _collect(self, returncode: int, log_path: str) -> str:
         if returncode < 0:
             raise crashed(-returncode, _tail(log_path))
+        text = _read(os.path.join(self.rundir, RESULT_FILE))
+        if returncode != 0 or not text.rstrip().endswith("}"):
+            raise self._failure(returncode, text, log_path)
+        marks = _read(os.path.join(self.rundir, PHASES_FILE))
+        self.phases = Phases.from_wire(json.loads(marks)["marks"] if marks else self.phases.to_wire())
+        self.phases.mark("result file")
+        return text  # passed on as it is: no decoding and re-encoding of every sample
+
+    def _failure(self, returncode: int, text: str, log_path: str) -> ToolkitError:
+        """The child's own error document, else a crash report."""
         try:
-            with open(result_path) as handle:
-                document = json.load(handle)
-        except (OSError, ValueError):
+            document = json.loads(text)
+        except ValueError:
             document = None
         if isinstance(document, dict) and "error" in document:
             from toolkit.errors import error_from_dict
 
-            raise error_from_dict(document["error"])
-        if returncode != 0 or not isinstance(document, dict):
-            raise RunnerCrashedError(
-                f"the runner exited with status {returncode} without a result",
-                "run with --debug to see the device log; this is a bug in edgetk if the log shows a Python traceback",
-                returncode=returncode,
-                log_tail=_tail(log_path),
-            )
-        self.phases = Phases.from_wire(document.pop("phases", None) or self.phases.to_wire())
-        self.phases.mark("result file")
-        return document
+            return error_from_dict(document["error"])
+        return RunnerCrashedError(
+            f"the runner exited with status {returncode} without a result",
+            "run with --debug to see the device log; this is a bug in edgetk if the log shows a Python traceback",
+            returncode=returncode,
+            log_tail=_tail(log_path),
+        )
 
     def _remove_rundir(self) -> None:
         shutil.rmtree(self.rundir, ignore_errors=True)
