@@ -281,3 +281,28 @@ def test_the_supervisor_adds_its_fields_to_the_childs_json_without_decoding_it(b
     assert json.loads(with_fields(body, {})) == json.loads(body)
     with pytest.raises(ValueError):
         with_fields("[1, 2]", fields)
+
+
+def test_without_fork_the_measurement_runs_in_a_new_interpreter_with_the_same_document(tflite_cnn_fp32, tmp_path):
+    """Platforms without fork() spawn `runner.pyz measure`: phases and device time still arrive."""
+    from toolkit.runner.pack import build_runner
+    from toolkit.runner.protocol import encode_request, unframe
+
+    pyz = str(build_runner().path)
+    request = _request(tflite_cnn_fp32, tmp_path / "runs" / "spawned")
+    code = (
+        f"import sys; sys.path.insert(0, {pyz!r})\n"
+        "import toolkit.runner.supervisor as supervisor\n"
+        "supervisor.ForkedChild.available = staticmethod(lambda: False)\n"
+        "from toolkit.runner.__main__ import main\n"
+        f"sys.argv = [{pyz!r}, 'profile', {encode_request(request)!r}]\n"
+        "raise SystemExit(main())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    document = unframe(proc.stdout, request["nonce"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert document["selection"]["attempts"][0]["outcome"] == "applied"
+    assert document["timings"]["count"] >= 30
+    assert document["device_time_s"] > 0
+    assert document["phases_ms"]["child start"] > 0  # the new interpreter's start, imports included
+    assert document["rundir_removed"] is True
