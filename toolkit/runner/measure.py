@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from toolkit.errors import DeviceSetupError, MissingDependencyError, ToolkitError
@@ -55,15 +56,15 @@ def device_fingerprint(runtime: Any) -> dict:
     return out
 
 
+@dataclass
 class Measured:
-    """What one measured configuration gave: timings, memory, thermal snapshots, cooldown."""
+    """What one measured configuration gave: timings, memory, thermal snapshots."""
 
-    def __init__(self, runner: Any, timings: dict, memory: dict, before: Any, after: Any) -> None:
-        self.runner = runner
-        self.timings = timings
-        self.memory = memory
-        self.before = before
-        self.after = after
+    runner: Any
+    timings: dict
+    memory: dict
+    before: Any  # thermal.Snapshot right before the timed runs
+    after: Any  # ... and right after
 
 
 class Trial:
