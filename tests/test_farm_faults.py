@@ -3,15 +3,19 @@ namespace, an adb device (the adbd test server with the real adb client) and the
 with faults injected while `edgetk farm run` is running: a host killed, a host hung (SIGSTOP),
 packets dropped by nftables, a runner that segfaults. The healthy jobs complete, every failure is
 stored with its cause, the broken devices are quarantined, and running the same command again
-finishes the rest."""
+finishes the rest. And a job whose ssh client is killed from outside is retried, not stored as a
+crash of the runner."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ import yaml
 
 from tests.fixtures.adb import adb_options_for
 from tests.fixtures.ssh import needs_sshd
+from tests.servers.procs import ProcessHandle, descendants, wait_for
 from toolkit.errors import ExitCode
 from toolkit.results import validate_result
 from toolkit.store import open_store
@@ -210,3 +215,67 @@ def test_faults_during_a_run_then_resume(
         cwd=REPO,
     )
     assert json.loads(status.stdout)["totals"] == {"done": total - 2, "failed": 2, "skipped": 0, "remaining": 0}
+
+
+def _job_ssh_client(runs: Path) -> ProcessHandle | None:
+    """The local ssh client carrying a runner command, once the runner measures on the device."""
+    if not any(runs.glob("*/supervisor.pid")):
+        return None
+    for handle in descendants(os.getpid()):
+        try:
+            argv = Path(f"/proc/{handle.pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and Path(argv[0].decode()).name == "ssh" and b" profile " in argv[-2]:
+            return handle
+    return None
+
+
+@needs_sshd
+@pytest.mark.network
+@pytest.mark.parametrize("stray", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stray_signal_to_a_jobs_ssh_client_is_retried_not_stored_as_a_crash(
+    sshd_factory, tmp_path, tflite_cnn_fp32, stray
+):
+    """The load test once stored three jobs as `runner_crashed: ... exited with 255 without a
+    result`: a signal from outside had killed their ssh (SIGTERM makes OpenSSH exit 255, the code
+    a killed remote command also gives). Nothing crashed on the device, so it is retried."""
+    from toolkit.farm import load_farm, make_executor, run_farm
+
+    shutil.copy(tflite_cnn_fp32, tmp_path / "cnn_fp32.tflite")
+    server = sshd_factory(host="127.0.0.2", own_home=True)
+    device = ssh_device("board", server)
+    long_job = {"warmup_runs": 1, "warmup_min_s": 0.0, "num_runs": 1_000_000, "min_s": 1.5, "max_s": 1.5}
+    farm = load_farm(
+        write_farm(tmp_path, "stray", [device], ["cnn_fp32.tflite"], settings=long_job, matrix={"threads": [1]})
+    )
+    runs = Path(device["transport"]["workdir"]) / "runs"
+    events: list[dict] = []
+    killed: list[int] = []
+
+    def kill_first_attempt(event: dict) -> None:
+        events.append(event)
+        if event["event"] == "job_started" and event["attempt"] == 1:
+            threading.Thread(target=lambda: killed.append(_kill_when_running(runs, stray)), daemon=True).start()
+
+    with open_store(tmp_path / "stray.results.db") as store:
+        run_farm(farm, store, make_executor(farm.config), kill_first_attempt)
+        rows = store.rows("stray")
+    assert killed == [stray]
+    retried = [e for e in events if e["event"] == "job_retry"]
+    assert len(retried) == 1, retried
+    assert retried[0]["error"].startswith("device_lost:"), retried
+    assert [(r["status"], r["attempts"]) for r in rows] == [("ok", 2)]
+
+
+def _kill_when_running(runs: Path, stray: int) -> int:
+    """Send `stray` to the job's ssh client once the runner measures; return it if it was sent."""
+    clients: list[ProcessHandle] = []
+
+    def running() -> bool:
+        client = _job_ssh_client(runs)
+        clients.extend([client] if client is not None else [])
+        return bool(clients)
+
+    wait_for(running, 120, "the runner to measure")
+    return stray if clients[0].send(stray) else 0

@@ -15,7 +15,8 @@ Three things OpenSSH does not do for us:
 - A command killed by a signal makes ssh exit 255 with no message — the code of ssh's own
   failures. So the remote shell does not `exec` the command: it stays, and prints the command's
   exit status on stderr last (128+N for signal N, as shells do). A status line means the command
-  finished and says how; without one, 255 is ssh's failure or the shell itself was killed.
+  finished and says how; without one, 255 is ssh's failure, or ssh or the shell itself was killed
+  (the result is lost: DeviceLostError, never the command's own crash).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import posixpath
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -328,6 +330,8 @@ class SshTransport(Transport):
             raise
         stderr, pid = split_pid(decode(out.stderr))
         stderr, status = split_exit(stderr)
+        if out.returncode < 0:
+            raise self._client_killed(-out.returncode, stderr)
         if status is None and out.returncode == SSH_FAILED:
             self._raise_if_ssh_failed(stderr, started=pid is not None, had_master=had_master)
         returncode = out.returncode if status is None else status
@@ -345,12 +349,13 @@ class SshTransport(Transport):
         failures = SESSION_FAILURES if (started or had_master) else CONNECT_FAILURES
         if started:
             if self.options.multiplex and self.master_running():
-                return
+                raise self._status_lost(stderr)  # the connection is fine: keep it
             error = classify(stderr, where, SESSION_FAILURES)
             if error is None and self.options.multiplex:
                 error = DeviceLostError(
                     f"{where}: the connection was lost during the command", stderr_tail=tail(stderr)
                 )
+            error = error or self._status_lost(stderr)
         else:
             error = classify(stderr, where, failures) or DeviceLostError(
                 f"{where}: ssh failed before the command started: {tail(stderr, 1) or 'no output'}",
@@ -359,6 +364,31 @@ class SshTransport(Transport):
         if error is not None:
             self._master_started = False  # the shared connection is gone: reconnect next time
             raise error
+
+    def _status_lost(self, stderr: str) -> DeviceLostError:
+        """255 and no status line although the command started: ssh or the remote shell was killed.
+
+        Never the command's own doing (its status, signals included, comes back as 128+N), so not
+        a crash of what it ran: something outside (a stray kill, the OOM killer) took the session.
+        """
+        return DeviceLostError(
+            f"{self.target.describe()}: the command's exit status never came back "
+            "(the ssh client or the remote shell was killed)",
+            "something outside edgetk killed the session (the OOM killer, a stray kill); run it again",
+            stderr_tail=tail(stderr),
+        )
+
+    def _client_killed(self, number: int, stderr: str) -> DeviceLostError:
+        """The local ssh process died of a signal: the command's fate on the device is unknown."""
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return DeviceLostError(
+            f"{self.target.describe()}: the local ssh client was killed by {name} during the command",
+            "something on this machine killed ssh (the OOM killer, a stray kill); run it again",
+            stderr_tail=tail(stderr),
+        )
 
     def _kill_remote(self, stderr: str) -> None:
         """Kill a timed-out command's process group on the device (best effort, short timeout)."""
