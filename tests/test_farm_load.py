@@ -1,5 +1,12 @@
 """Load: 20 simulated ssh devices (private sshd servers on 127.0.0.2-21) and 500 small profiling
-jobs; every result is stored exactly once."""
+jobs; every result is stored exactly once.
+
+Each device logs in with a HOME of its own, as a separate board would: through this machine's
+~/.bashrc (root's runs `pyenv init`) every ssh command would fork hundreds of processes and queue
+on one pyenv lock with the other 19 devices. That made the run slow and sensitive to other load,
+and wrapped the 32768-PID space every few seconds, so any process signalled by a remembered PID
+anywhere on the machine could hit one of this test's runners (see tests/servers/procs.py).
+"""
 
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ def _failure_details(store_path: Path) -> list[dict]:
 def test_twenty_devices_five_hundred_jobs_each_stored_once(sshd_factory, tmp_path, tflite_models):
     for name in MODELS:
         shutil.copy(tflite_models[name], tmp_path / f"{name}.tflite")
-    servers = [sshd_factory(host=f"127.0.0.{i + 2}") for i in range(DEVICES)]
+    servers = [sshd_factory(host=f"127.0.0.{i + 2}", own_home=True) for i in range(DEVICES)]
     devices = [
         {
             "name": f"board-{i:02d}",

@@ -4,7 +4,6 @@ deterministic failures not retried, resume after SIGKILL and after Ctrl-C, JSON 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.procs import children_of
+from tests.servers.procs import ProcessHandle, descendants, send_all
 from toolkit.errors import ExitCode
 from toolkit.results import validate_result
 from toolkit.store import open_store
@@ -118,13 +117,10 @@ def _wait_for_finished_jobs(proc: subprocess.Popen, count: int) -> list[dict]:
     return seen
 
 
-def _kill_leftovers(pids: list[int]) -> None:
-    """The runner children of a killed controller: stop them by PID (they are ours)."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+def _kill_leftovers(leftovers: list[ProcessHandle]) -> None:
+    """The runner children of a killed controller: stop those still there (handles, not PIDs:
+    by now a PID may belong to another process)."""
+    send_all(leftovers, signal.SIGKILL)
 
 
 def _slow_farm(farm_dir: Path, name: str) -> Path:
@@ -142,7 +138,7 @@ def test_sigkill_of_the_controller_then_resume_loses_and_duplicates_nothing(farm
     proc = _start(farm)
     try:
         before_kill = _wait_for_finished_jobs(proc, 3)
-        leftovers = children_of(proc.pid)
+        leftovers = descendants(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -177,7 +173,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_stores_no_partial_result(fa
     proc = _start(farm)
     try:
         seen = _wait_for_finished_jobs(proc, 1)
-        leftovers = children_of(proc.pid)
+        leftovers = descendants(proc.pid)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

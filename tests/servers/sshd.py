@@ -6,7 +6,10 @@
         server.pause(); server.resume()      # SIGSTOP/SIGCONT the listener and its sessions
         server.kill()                        # SIGKILL: every connection drops
         server.restart(new_host_key=True)    # same address, a different host key
-        server.stop()                        # by PID
+        server.stop()                        # by PID (through pidfds: PIDs get reused)
+
+`own_home=True` gives the login a HOME of its own (as a separate board has), so ssh commands do
+not run this machine's ~/.bashrc: the farm benchmark and load test use it.
 
 Each server writes a `known_hosts` with its key and an `ssh_config` with a Host alias
 (HostName/Port/User/IdentityFile/UserKnownHostsFile) for `ssh -F`. Tests never depend on the
@@ -24,7 +27,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers.procs import children_of, free_port, signal_tree, stop_process, wait_for
+from tests.servers.procs import children_of, descendants, free_port, send_all, signal_tree, stop_process, wait_for
 
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
@@ -76,6 +79,7 @@ class SshServer:
         port: int | None = None,
         alias: str | None = None,
         exec_prefix: list[str] | None = None,
+        own_home: bool = False,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -86,6 +90,11 @@ class SshServer:
         self.user = getpass.getuser()
         # e.g. ["ip", "netns", "exec", NAME] to run sshd inside a network namespace (it execs, same PID)
         self.exec_prefix = list(exec_prefix or [])
+        # A HOME of its own, like a separate board: the login shell then skips this machine's
+        # ~/.bashrc (root's here runs `pyenv init`: ~150 ms and hundreds of processes per command,
+        # all devices queueing on one pyenv lock). Off by default: tests that run the remote
+        # `python3` rely on that PATH.
+        self.own_home = own_home
         self.proc: subprocess.Popen | None = None
         self._client_files_written = False
         self.host_key = SshKey.generate(self.root / "host_ed25519", comment="edgetk-test-host")
@@ -99,6 +108,11 @@ class SshServer:
     @property
     def ssh_config(self) -> Path:
         return self.root / "ssh_config"
+
+    @property
+    def home(self) -> Path | None:
+        """The login's HOME on this server when it has its own (own_home=True), else None."""
+        return self.root / "home" if self.own_home else None
 
     @property
     def log(self) -> Path:
@@ -167,15 +181,11 @@ class SshServer:
         return "Server listening on" in self.log.read_text()
 
     def stop(self) -> None:
-        """Stop sshd and every session it forked, by PID."""
+        """Stop sshd and every session it forked (through process handles: PIDs get reused)."""
         if self.proc is not None:
-            sessions = children_of(self.proc.pid)
+            sessions = descendants(self.proc.pid)
             stop_process(self.proc)
-            for pid in sessions:  # sessions outlive the listener's SIGTERM; do not leak them
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            send_all(sessions, signal.SIGKILL)  # sessions outlive the listener's SIGTERM; do not leak them
             self.proc = None
 
     def kill(self) -> None:
@@ -247,6 +257,9 @@ class SshServer:
             "LogLevel VERBOSE",
             "PrintMotd no",
         ]
+        if self.home is not None:
+            self.home.mkdir(exist_ok=True)
+            lines.append(f"SetEnv HOME={self.home}")  # bash reads $HOME/.bashrc for ssh commands
         (self.root / "sshd_config").write_text("\n".join(lines) + "\n")
 
     def trust_current_host_key(self) -> None:
