@@ -256,3 +256,18 @@ def test_per_job_timeout_is_a_transient_failure_that_is_retried(farm_dir):
     assert finished["transient"] is True
     with open_store(farm_dir / "timeout.results.db") as store:
         assert [a["attempt"] for a in store.attempts()] == [1]  # the retried attempt is in the history
+
+
+def test_the_in_process_executor_builds_the_runner_before_the_device_threads_start():
+    """Eight device threads would otherwise each build runner.pyz on their first job (~1 s of a
+    small controller's CPU before any device got its first command; bench_farm)."""
+    from toolkit.farm.executors import InProcessExecutor
+    from toolkit.runner import pack
+
+    pack._build_cached.cache_clear()
+    executor = InProcessExecutor()
+    try:
+        assert executor.start(["board-1", "board-2"]) == {}
+        assert pack._build_cached.cache_info().currsize == 1  # the threads find it built
+    finally:
+        executor.close()
