@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -69,6 +70,7 @@ OVERHEAD_TARGET = 1.02
 SCRIPT_TOLERANCE = 0.05
 SSH_TOLERANCE = 0.05
 ADAPTIVE_TARGET_CI = 0.01
+ADAPTIVE_MAX_S = 60.0  # edgetk's adaptive mode gives up here; so does the script's re-running
 PHASE_PROFILES = 7
 
 # A bare timing loop: the floor any profiler is measured against. Same warmup seconds as edgetk.
@@ -176,7 +178,13 @@ class Pairs:
     other: list[float] = field(default_factory=list)
 
     def ratios(self) -> list[float]:
-        return [a / b for a, b in zip(self.edgetk, self.other, strict=True) if b]
+        """edgetk / other per round; a round where neither side got an answer (both inf) has none."""
+        out = []
+        for a, b in zip(self.edgetk, self.other, strict=True):
+            if (math.isinf(a) and math.isinf(b)) or not b:
+                continue
+            out.append(0.0 if math.isinf(b) else a / b)
+        return out
 
 
 @dataclass
@@ -388,7 +396,9 @@ def script_rows(name: str, model: Path, local: Any, args: argparse.Namespace) ->
 
 
 def adaptive_wall_s(model: Path, local: Any, threads: int, python: str) -> float:
-    settings = _settings(1.0, warmup_runs=5, warmup_min_s=0.0, adaptive=True, target_ci=ADAPTIVE_TARGET_CI, max_s=60.0)
+    settings = _settings(
+        1.0, warmup_runs=5, warmup_min_s=0.0, adaptive=True, target_ci=ADAPTIVE_TARGET_CI, max_s=ADAPTIVE_MAX_S
+    )
     start = time.perf_counter()
     result = edgetk_profile(model, local, threads, settings, python)
     wall = time.perf_counter() - start
@@ -397,13 +407,16 @@ def adaptive_wall_s(model: Path, local: Any, threads: int, python: str) -> float
     return wall
 
 
-def script_wall_to_ci(python: str, model: Path, threads: int, limit_runs: int = 1 << 16) -> float:
-    """Wall time of re-running the script with doubling --num_runs until its median CI is within 1%."""
+def script_wall_to_ci(python: str, model: Path, threads: int, limit_s: float = ADAPTIVE_MAX_S) -> float:
+    """Wall time of re-running the script with doubling --num_runs until its median CI is within 1%.
+
+    inf when it gets there no sooner than edgetk's adaptive mode would give up (its max_s).
+    """
     from toolkit.runner.stats import median_ci_rel
 
     start = time.perf_counter()
     runs = 50
-    while runs <= limit_runs:
+    while time.perf_counter() - start < limit_s:
         samples = litert_script_samples(python, model, threads, runs)
         ci = median_ci_rel(sorted(samples))
         if ci is not None and ci <= ADAPTIVE_TARGET_CI:
@@ -437,7 +450,9 @@ def phase_breakdown(model: Path, local: Any, threads: int, python: str | None) -
     """Medians over a few adaptive profiles: the runner's phases, its device time, the whole call."""
     from toolkit.profile import RUNNER_MODES, ProfileRequest, model_file, plan_run
 
-    settings = _settings(1.0, warmup_runs=5, warmup_min_s=0.0, adaptive=True, target_ci=ADAPTIVE_TARGET_CI, max_s=60.0)
+    settings = _settings(
+        1.0, warmup_runs=5, warmup_min_s=0.0, adaptive=True, target_ci=ADAPTIVE_TARGET_CI, max_s=ADAPTIVE_MAX_S
+    )
     request = ProfileRequest(model, delegates=("xnnpack",), threads=threads, settings=settings, python=python)
     plan = plan_run(request, None, local)
     documents = []
