@@ -306,3 +306,15 @@ def test_without_fork_the_measurement_runs_in_a_new_interpreter_with_the_same_do
     assert document["device_time_s"] > 0
     assert document["phases_ms"]["child start"] > 0  # the new interpreter's start, imports included
     assert document["rundir_removed"] is True
+
+
+def test_the_speed_baseline_stops_once_the_comparison_is_settled(tflite_cnn_fp32):
+    """Six runs all on one side of the boundary settle "slower or not": the rest of the budget is not spent."""
+    from delegates import open_model
+    from delegates.probe import CLEAR_RUNS, timed_runs
+
+    reference = open_model(tflite_cnn_fp32, None, threads=1)
+    reference.set_inputs(reference.random_inputs(0))
+    assert len(timed_runs(reference, 30.0, 3, 500, clear_of=1e9)) == CLEAR_RUNS  # all far below
+    assert len(timed_runs(reference, 30.0, 3, 500, clear_of=0.0)) == CLEAR_RUNS  # all above
+    assert len(timed_runs(reference, 0.0, 3, 500)) == 3  # no boundary: the budget decides

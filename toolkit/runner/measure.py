@@ -158,12 +158,12 @@ class Trial:
         self.phases.mark("outputs vs CPU reference")
         return self._outputs, self._expected, self._reference_error
 
-    def baseline_ms(self, choice: Any, budget_s: float) -> float | None:
+    def baseline_ms(self, choice: Any, budget_s: float, clear_of: float | None = None) -> float | None:
         from delegates.probe import measure
 
         if choice.delegate == "cpu" or self._open_reference(choice.threads) is None:
             return None
-        baseline = measure(self._reference, self.inputs, budget_s)
+        baseline = measure(self._reference, self.inputs, budget_s, clear_of=clear_of)
         self.phases.mark("speed baseline")
         return baseline
 
