@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,27 @@ CREATE TABLE IF NOT EXISTS attempts (
 """
 
 
+# How long a writer waits for another process's transaction (and WAL set-up) before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL; retry while another connection is busy with the file.
+
+    Changing the journal mode needs the file to itself, and SQLite reports "database is locked" at
+    once instead of waiting its busy timeout, e.g. when two processes open a new store together.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat()
 
@@ -69,8 +91,10 @@ class ResultStore:
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            _enable_wal(self._db)
             # NORMAL in WAL mode survives a killed process; only an OS crash may lose the last commit.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_DDL)
