@@ -48,5 +48,15 @@ def main(argv: list | None = None) -> int:
     return Supervisor(decode_request(value), prefix, env).run()
 
 
+def exit_now(status: int) -> None:
+    """Leave without the interpreter's teardown: the answer is flushed and nothing else is left to
+    clean, while tearing down every module would keep the controller waiting a few ms more."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_now(main())

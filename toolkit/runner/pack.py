@@ -29,7 +29,7 @@ SHEBANG = b"#!/usr/bin/env python3\n"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 PACKED_SUFFIXES = (".py", ".json", ".yaml")
 NOT_PACKED = {"toolkit/runner/pack.py"}
-MAIN = b"from toolkit.runner.__main__ import main\n\nraise SystemExit(main())\n"
+MAIN = b"from toolkit.runner.__main__ import exit_now, main\n\nexit_now(main())\n"
 
 
 @dataclass(frozen=True)
