@@ -95,11 +95,18 @@ def _uname() -> tuple:
     return (platform.node() or None, platform.release() or None, platform.machine() or None)
 
 
+def _on_path(program: str) -> str | None:
+    """shutil.which for one plain program name (the runner spares itself importing shutil)."""
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or ".", program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def _local_getprop() -> dict:
     """Android properties; elsewhere there is no getprop (and no subprocess import to pay for)."""
-    import shutil
-
-    getprop = shutil.which("getprop")
+    getprop = _on_path("getprop")
     if not getprop:
         return {}
     import subprocess

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -90,9 +89,33 @@ def _copy_log_to_stderr(path: str) -> None:
     """Pass the child's output on (TFLite's log lines), on stderr where it cannot mix with the result."""
     try:
         with open(path, "rb") as handle:
-            shutil.copyfileobj(handle, sys.stderr.buffer)
+            for block in iter(lambda: handle.read(1 << 16), b""):
+                sys.stderr.buffer.write(block)
         sys.stderr.flush()
     except (OSError, AttributeError):
+        pass
+
+
+def remove_folder(path: str) -> None:
+    """Delete a run folder (best effort). It holds plain files only, so shutil — an import at every
+    start — is needed only if something put a folder in it."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        entries = []
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                import shutil
+
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
         pass
 
 
@@ -141,7 +164,7 @@ def remove_abandoned_runs(runs: str) -> None:
             except OSError:
                 continue
         if abandoned:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_folder(folder)
 
 
 class ForkedChild:
@@ -399,7 +422,7 @@ class Supervisor:
         )
 
     def _remove_rundir(self) -> None:
-        shutil.rmtree(self.rundir, ignore_errors=True)
+        remove_folder(self.rundir)
 
     def _install_signal_handlers(self) -> None:
         """On SIGTERM/SIGHUP (the controller gave up): stop the child, clean up, exit."""

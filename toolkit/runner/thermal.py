@@ -6,15 +6,15 @@ Python (benchmark_model mode: `SYSFS_DUMP_SCRIPT` prints the same readings as te
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-THERMAL_GLOB = "sys/class/thermal/thermal_zone*"
-CPU_GLOB = "sys/devices/system/cpu/cpu[0-9]*"
+# (folder under the sysfs root, entry prefix): thermal_zone0, thermal_zone1, ...; cpu0, cpu1, ...
+THERMAL_ZONES = ("sys/class/thermal", "thermal_zone")
+CPUS = ("sys/devices/system/cpu", "cpu")
 # A clock that moved by more than this fraction between before and after counts as changed.
 CLOCK_TOLERANCE = 0.05
 
@@ -80,16 +80,30 @@ def _name_zones(entries: Sequence[tuple]) -> dict:
     return named
 
 
+def _numbered(root: str, where: tuple[str, str]) -> list[str]:
+    """Paths of the entries named prefix + number in a sysfs folder, in number order.
+
+    (os.listdir, not glob: the runner reads these at every profile and glob costs an import.)
+    """
+    folder, prefix = os.path.join(root, where[0]), where[1]
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    picked = [name for name in names if name.startswith(prefix) and name[len(prefix) : len(prefix) + 1].isdigit()]
+    return sorted((os.path.join(folder, name) for name in picked), key=_zone_number)
+
+
 def read_snapshot(root: str = "/") -> Snapshot:
     """Read every thermal zone and CPU clock under `root` (a sysfs mirror in tests, '/' on devices)."""
     zones = []
-    for path in sorted(glob.glob(os.path.join(root, THERMAL_GLOB)), key=_zone_number):
+    for path in _numbered(root, THERMAL_ZONES):
         raw = _read_int(os.path.join(path, "temp"))
         if raw is None:
             continue
         zones.append((os.path.basename(path), _read_text(os.path.join(path, "type")) or "", to_celsius(raw)))
     snapshot = Snapshot(temps_c=_name_zones(zones))
-    for path in sorted(glob.glob(os.path.join(root, CPU_GLOB)), key=_zone_number):
+    for path in _numbered(root, CPUS):
         freq = os.path.join(path, "cpufreq")
         cur = _read_int(os.path.join(freq, "scaling_cur_freq"))
         if cur is None:
