@@ -26,8 +26,9 @@ converted once with `converters.convert_model` and cached):
    Target: p50 within 5%, and the ssh result complete (timings, memory, delegation, selection,
    parity, fingerprint all present).
 4. fixed costs: where a profile's time goes that is not warmup or timed runs — the runner's own
-   phase breakdown (`phases_ms` of the device document), `device_time_s` and the controller's
-   `duration_s`, medians over several adaptive profiles (information, no target).
+   phase breakdown (`phases_ms` of the device document), `device_time_s`, what reaching the device
+   added to it (the whole call minus `device_time_s`) and the fixed cost (the whole call minus
+   warmup and timed runs), medians over several adaptive profiles (information, no target).
 
 Each comparison alternates its two sides for several rounds (swapping who goes first), computes
 the ratio of each round's pair, and passes or fails on the median of those ratios; the spread
@@ -467,9 +468,15 @@ def phase_breakdown(model: Path, local: Any, threads: int, python: str | None) -
     return {
         "phases_ms": phases,
         "device_time_ms": statistics.median(d["device_time_s"] for d in documents) * 1000,
-        "call_ms": statistics.median(d["call_s"] for d in documents) * 1000,
+        "reaching_ms": statistics.median(d["call_s"] - d["device_time_s"] for d in documents) * 1000,
+        "fixed_ms": statistics.median(d["call_s"] - _measuring_s(d["timings"]) for d in documents) * 1000,
         "timed_runs": statistics.median(d["timings"]["count"] for d in documents),
     }
+
+
+def _measuring_s(timings: dict[str, Any]) -> float:
+    """Seconds spent in warmup and timed runs (everything else in a call is a fixed cost)."""
+    return (sum(timings["samples"]) + timings["warmup_mean"] * timings["warmup_runs"]) / 1000.0
 
 
 # --- running --------------------------------------------------------------------------------------------
@@ -532,7 +539,12 @@ def _print_phases(breakdowns: dict[str, dict[str, Any]]) -> None:
     print(f"{'phase':<28}" + "".join(f"{n:>17}" for n in names))
     for phase in phases:
         print(f"{phase:<28}" + "".join(f"{breakdowns[n]['phases_ms'].get(phase, 0.0):>17.2f}" for n in names))
-    for label, key in (("device_time_s (runner)", "device_time_ms"), ("whole call (controller)", "call_ms")):
+    rows = (
+        ("device_time_s (the runner)", "device_time_ms"),
+        ("call - device_time_s", "reaching_ms"),
+        ("fixed cost (call - runs)", "fixed_ms"),
+    )
+    for label, key in rows:
         print(f"{label:<28}" + "".join(f"{breakdowns[n][key]:>17.2f}" for n in names))
     print(f"{'timed runs (count)':<28}" + "".join(f"{breakdowns[n]['timed_runs']:>17.0f}" for n in names))
 
