@@ -88,7 +88,9 @@ def show(report: dict[str, Any]) -> None:
         [r["name"], r.get("version") or "-", _yes_no(r.get("installed")), r.get("error") or r.get("runner") or ""]
         for r in report["runtimes"]
     ]
-    print_table("TFLite runtimes (first installed is used)", ["runtime", "version", "installed", "notes"], runtimes, console)
+    print_table(
+        "TFLite runtimes (first installed is used)", ["runtime", "version", "installed", "notes"], runtimes, console
+    )
     if report.get("runtime_override"):
         console.print(f"EDGETK_RUNTIME={report['runtime_override']} overrides the order")
     rows = [[d["delegate"], d["status"], d.get("library") or "-", _details(d)] for d in report["delegates"]]
