@@ -93,6 +93,7 @@ class NetNamespace:
             _ip("-n", self.name, "link", "set", "lo", "up")
             self._nft("add", "table", "inet", TABLE)
             self._nft("add", "chain", "inet", TABLE, "input", "{ type filter hook input priority 0 ; }")
+            self._nft("add", "chain", "inet", TABLE, "output", "{ type filter hook output priority 0 ; }")
         except BaseException:
             self.destroy()
             raise
@@ -143,8 +144,13 @@ class NetNamespace:
     # --- faults -------------------------------------------------------------------------------
 
     def drop(self, port: int | None = None) -> None:
-        """Silently drop incoming TCP packets (to one port, or all): peers see timeouts."""
+        """Silently drop TCP packets both ways (of one port, or all): peers see timeouts.
+
+        Both directions, so a command already sent before the fault cannot still deliver its answer:
+        a cable pulled mid-job, not only a closed door for the next one.
+        """
         self._add_rule(port, "drop")
+        self._add_rule(port, "drop", chain="output")
 
     def reject(self, port: int | None = None) -> None:
         """Answer incoming TCP packets with a reset: peers see "connection refused"/"reset"."""
@@ -157,10 +163,12 @@ class NetNamespace:
     def restore(self) -> None:
         """Remove every fault rule."""
         self._nft("flush", "chain", "inet", TABLE, "input")
+        self._nft("flush", "chain", "inet", TABLE, "output")
 
-    def _add_rule(self, port: int | None, verdict: str) -> None:
-        match = f"tcp dport {int(port)}" if port is not None else "meta l4proto tcp"
-        self._nft("add", "rule", "inet", TABLE, "input", *match.split(), *verdict.split())
+    def _add_rule(self, port: int | None, verdict: str, chain: str = "input") -> None:
+        direction = "dport" if chain == "input" else "sport"
+        match = f"tcp {direction} {int(port)}" if port is not None else "meta l4proto tcp"
+        self._nft("add", "rule", "inet", TABLE, chain, *match.split(), *verdict.split())
 
     def _nft(self, *args: str) -> None:
         result = self.run(["nft", *args])
