@@ -98,3 +98,35 @@ def test_runner_usage_error_without_arguments():
     assert proc.returncode == 2
     assert "runner.pyz profile" in proc.stderr
     assert json.dumps  # the archive never prints a document without a request
+
+
+def test_threads_starting_together_build_the_runner_once(repo_root, tmp_path, monkeypatch):
+    import threading
+
+    import toolkit.runner.pack as pack
+
+    builds = []
+    real_build = pack.build_bytes
+
+    def counting_build(root):
+        builds.append(root)
+        return real_build(root)
+
+    monkeypatch.setattr(pack, "build_bytes", counting_build)
+    start = threading.Barrier(6)
+    packages = []
+
+    def build():
+        start.wait()
+        packages.append(build_runner(cache_dir=tmp_path / "cache", root=repo_root))
+
+    threads = [threading.Thread(target=build) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1
+    assert len(packages) == 6
+    assert len({(p.path, p.sha256) for p in packages}) == 1
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [packages[0].path.name]  # no temporary left
+    assert hashlib.sha256(packages[0].path.read_bytes()).hexdigest() == packages[0].sha256

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -121,7 +122,7 @@ def _build_cached(root: str, signature: tuple, cache_dir: str) -> RunnerPackage:
     target = Path(cache_dir) / f"runner-{digest[:16]}.pyz"
     if not (target.is_file() and target.stat().st_size == len(data)):
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         temp.write_bytes(data)
         os.replace(temp, target)
     return RunnerPackage(target, digest, len(data))
@@ -135,4 +136,8 @@ def default_cache_dir() -> Path:
 def build_runner(cache_dir: Path | None = None, root: Path = ROOT) -> RunnerPackage:
     """Build (or reuse) runner.pyz for the current sources; returns its local path and hash."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    return _build_cached(str(root), _sources_signature(root), str(cache))
+    with _BUILD_LOCK:  # farm threads start together: one builds, the others reuse its answer
+        return _build_cached(str(root), _sources_signature(root), str(cache))
+
+
+_BUILD_LOCK = threading.Lock()
