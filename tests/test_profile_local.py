@@ -182,6 +182,33 @@ def test_missing_model_file_is_a_bad_input(tmp_path, local):
         _profile(tmp_path / "nope.tflite", local)
 
 
+def test_model_file_is_parsed_once_until_the_file_changes(
+    tflite_cnn_fp32_nchw, tflite_cnn_int8_io_nchw, tflite_corrupt, tmp_path, monkeypatch
+):
+    import delegates.metadata
+    from toolkit.profile import model_file
+
+    parses = []
+    real = delegates.metadata.read_metadata
+    monkeypatch.setattr(delegates.metadata, "read_metadata", lambda source: parses.append(source) or real(source))
+    path = tmp_path / "model.tflite"
+    shutil.copyfile(tflite_cnn_fp32_nchw, path)
+    first, again = model_file(path), model_file(path)
+    assert len(parses) == 1
+    assert first == again
+    assert first.metadata  # the converter's metadata, which callers must not be able to spoil for each other
+    again.metadata.clear()
+    assert model_file(path).metadata == first.metadata
+    shutil.copyfile(tflite_cnn_int8_io_nchw, path)
+    os.utime(path, ns=(1, 1))  # another file in place, whatever the clock's resolution
+    replaced = model_file(path)
+    assert len(parses) == 2
+    assert (replaced.sha256, replaced.size) != (first.sha256, first.size)
+    shutil.copyfile(tflite_corrupt, path)
+    with pytest.raises(BadInputError, match=r"not a valid \.tflite"):
+        model_file(path)
+
+
 @pytest.fixture(scope="module")
 def numpy_only_python(tmp_path_factory) -> str:
     """A real Python with numpy but no TFLite runtime."""

@@ -16,6 +16,7 @@ benchmark_model binary and parses its output into the same schema.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -136,18 +137,25 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
 
 def model_file(path: str | os.PathLike[str]) -> ModelFile:
     """Hash, size and edgetk metadata of a .tflite file; BadInputError if it is not one."""
-    from delegates.metadata import read_metadata
-
     model = Path(path).expanduser()
     if not model.is_file():
         raise BadInputError(f"{model}: no such model file", "give the path of a .tflite file")
     if model.stat().st_size == 0:
         raise BadInputError(f"{model}: the file is empty", "re-run the conversion that produced it")
+    stat = model.stat()
     try:
-        metadata = read_metadata(model)
+        metadata = _metadata_cached(str(model.resolve()), stat.st_size, stat.st_mtime_ns)
     except ToolkitError as error:
         raise BadInputError(f"{model}: not a valid .tflite model ({error.message})", "re-run the conversion") from error
-    return ModelFile(model, sha256_file(model), model.stat().st_size, metadata)
+    return ModelFile(model, sha256_file(model), stat.st_size, copy.deepcopy(metadata))
+
+
+@lru_cache(maxsize=256)
+def _metadata_cached(path: str, size: int, mtime_ns: int) -> dict[str, Any] | None:
+    """A farm profiles one file many times: parse its flatbuffer once per (path, size, mtime)."""
+    from delegates.metadata import read_metadata
+
+    return read_metadata(path)
 
 
 # --- planning -------------------------------------------------------------------------------------
