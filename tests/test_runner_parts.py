@@ -335,17 +335,28 @@ def test_probe_with_an_old_python_reports_its_version(tmp_path, python):
 
 
 def test_abandoned_run_folders_are_removed_and_live_ones_kept(tmp_path):
-    from toolkit.runner.supervisor import ABANDONED_AFTER_S, PID_FILE, remove_abandoned_runs
+    from toolkit.runner.supervisor import ABANDONED_AFTER_S, PID_FILE, pid_file_text, remove_abandoned_runs
 
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
-    folders = {name: tmp_path / name for name in ("dead", "live", "fresh", "stale")}
-    for folder in folders.values():
+    me = os.getpid()
+    pid_files = {
+        "dead": f"{finished.pid} 1",  # gone (and should the PID be reused meanwhile, not started at tick 1)
+        "live": pid_file_text(me),
+        "reused": f"{me} 1",  # a live PID, but not the process that wrote the file
+        "legacy": str(me),  # a PID without start time (no /proc on that device): alive while the PID is
+        "fresh": None,  # no PID file yet: a run starting now
+        "stale": None,  # no PID file for a day
+        "damaged": "",
+    }
+    for name, text in pid_files.items():
+        folder = tmp_path / name
         folder.mkdir()
         (folder / "runner.log").write_text("x")
-    (folders["dead"] / PID_FILE).write_text(str(finished.pid))
-    (folders["live"] / PID_FILE).write_text(str(os.getpid()))
+        if text is not None:
+            (folder / PID_FILE).write_text(text)
     old = time.time() - ABANDONED_AFTER_S - 60
-    os.utime(folders["stale"], (old, old))
+    os.utime(tmp_path / "stale", (old, old))
     remove_abandoned_runs(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "live"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged", "fresh", "legacy", "live"]
+    assert pid_file_text(me).startswith(f"{me} ")

@@ -119,14 +119,33 @@ def remove_folder(path: str) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, started: str | None = None) -> bool:
+    """Whether `pid` still runs and, when its start time was recorded, is the same process."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
+        pass
+    if started is None:
         return True
-    return True
+    now = _start_time(pid)
+    return now is None or now == started  # a different start time: the PID was reused
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (clock ticks since boot), or None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def pid_file_text(pid: int) -> str:
+    """ "PID START": the supervisor's identity, which a reused PID does not fake."""
+    started = _start_time(pid)
+    return f"{pid} {started}" if started else str(pid)
 
 
 def reader_gone(fd: int = 1) -> bool:
@@ -157,8 +176,11 @@ def remove_abandoned_runs(runs: str) -> None:
         folder = os.path.join(runs, name)
         try:
             with open(os.path.join(folder, PID_FILE)) as handle:
-                abandoned = not _alive(int(handle.read().strip() or 0))
-        except (OSError, ValueError):
+                pid, _, started = handle.read().strip().partition(" ")
+            if int(pid) <= 0:
+                raise ValueError(pid)
+            abandoned = not _alive(int(pid), started or None)
+        except (OSError, ValueError):  # no PID file (yet), or a damaged one: judge by age
             try:
                 abandoned = time.time() - os.path.getmtime(folder) > ABANDONED_AFTER_S
             except OSError:
@@ -356,7 +378,7 @@ class Supervisor:
         remove_abandoned_runs(os.path.dirname(self.rundir))
         os.makedirs(self.rundir, exist_ok=True)
         with open(os.path.join(self.rundir, PID_FILE), "w") as handle:
-            handle.write(str(os.getpid()))
+            handle.write(pid_file_text(os.getpid()))
         request_path = os.path.join(self.rundir, REQUEST_FILE)
         self.phases.mark("run folder")
         with open(request_path, "w") as handle:
