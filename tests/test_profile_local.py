@@ -116,7 +116,7 @@ def test_runner_and_model_are_cached_by_hash_and_run_folders_removed(tflite_cnn_
     assert list(runs.iterdir()) == []
 
 
-def test_a_reused_transport_skips_the_setup_check_and_survives_a_cleared_cache(tflite_cnn_fp32, local):
+def test_a_reused_transport_skips_the_setup_check_and_survives_a_cleared_cache(tflite_cnn_fp32, tflite_cnn_int8, local):
     runs = []
     run = local.run
     local.run = lambda argv, **kw: (runs.append(list(argv)), run(argv, **kw))[1]
@@ -125,6 +125,10 @@ def test_a_reused_transport_skips_the_setup_check_and_survives_a_cleared_cache(t
     runs.clear()
     _profile(tflite_cnn_fp32, local)
     assert len(runs) == 1  # known device, everything cached: one command, the runner
+    runs.clear()
+    _profile(tflite_cnn_int8, local)  # a new model on a known device: no second start of its Python to probe
+    assert [argv[0] for argv in runs] == ["sh", sys.executable]  # folders + what exists, then the runner
+    assert local.uploads[-1].endswith("cnn_int8.tflite")
     shutil.rmtree(Path(local.workdir) / "models")  # someone cleans the device's cache
     result = _profile(tflite_cnn_fp32, local)
     assert result["timings"]["count"] >= 30

@@ -24,7 +24,7 @@ import posixpath
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -398,12 +398,16 @@ def _ensure_deployed(transport: Any, plan: Plan, paths: dict[str, Any], state: D
 
     key = (plan.python, plan.runtime, tuple(sorted(plan.env.items())))
     remote = [target for _, target in paths["uploads"]]
-    if key not in state.setups or not all(p in state.present for p in remote):
-        folders = paths["layout"].folders(posixpath.dirname(paths["model"]))
+    folders = paths["layout"].folders(posixpath.dirname(paths["model"]))
+    if key not in state.setups:
         report = probe_device(transport, plan, folders, remote)
         check_setup(report, plan.python, plan.runtime)
         state.setups[key] = report
         state.present.update(p for p, there in report.get("exists", {}).items() if there)
+    elif not all(p in state.present for p in remote):
+        # Python and runtime already checked: a shell round trip makes the folders and says what is there
+        # (starting the device's Python again costs a few hundred ms on a board).
+        state.present.update(_prepare_remote(transport, folders, remote))
     uploads = []
     for local, target in paths["uploads"]:
         if target not in state.present:
@@ -501,7 +505,11 @@ def _no_document_error(result: Any, uri: str) -> ToolkitError:
 # --- the benchmark_model runner -------------------------------------------------------------------
 
 # One round trip: create folders ($1, $2), then say which of the remaining paths exist.
-PREPARE_SCRIPT = 'mkdir -p "$1" "$2"; shift 2; for f in "$@"; do [ -e "$f" ] && echo "have $f"; done; true'
+# `sh -c PREPARE_SCRIPT sh FOLDER... -- FILE...`: make the folders, say which files exist.
+PREPARE_SCRIPT = (
+    'for d in "$@"; do shift; [ "$d" = -- ] && break; mkdir -p "$d"; done; '
+    'for f in "$@"; do [ -e "$f" ] && echo "have $f"; done; true'
+)
 # benchmark_model timed on the device, around its run, by the shell: the kernel's uptime (10 ms
 # resolution) before and after, read with builtins only (no `date` process, no %N needed).
 UPTIME_MARK = "@@edgetk-uptime"
@@ -522,8 +530,9 @@ BENCHMARK_OPTION_FLAGS: dict[tuple[str, str], tuple[str, dict[str, str] | None]]
 }
 
 
-def _prepare_remote(transport: Any, folders: tuple[str, str], paths: list[str]) -> set[str]:
-    result = transport.run(["sh", "-c", PREPARE_SCRIPT, "sh", *folders, *paths], timeout=PROBE_TIMEOUT_S)
+def _prepare_remote(transport: Any, folders: Sequence[str], paths: Sequence[str]) -> set[str]:
+    """Create `folders` on the device and return which of `paths` exist, in one shell round trip."""
+    result = transport.run(["sh", "-c", PREPARE_SCRIPT, "sh", *folders, "--", *paths], timeout=PROBE_TIMEOUT_S)
     return {line[len("have ") :] for line in result.stdout.splitlines() if line.startswith("have ")}
 
 
