@@ -172,6 +172,7 @@ def _host(argv: list[str]) -> str:
 PROGRAM_KINDS = {"mv": "rename after upload", "rm": "remove run folder", "true": "health probe"}
 REMOTE_KINDS: tuple[tuple[str, str], ...] = (
     ("mkdirs", "setup probe"),  # before the runner: the probe's argument names runner.pyz
+    ('echo "have', "folders + cache check (shell)"),  # a new model on a device whose setup is known
     ("runner-", "runner (the job itself)"),
     ("pwd -P", "resolve home folder"),
 )
