@@ -80,7 +80,7 @@ def _supervisor_pid(workdir: Path) -> int | None:
     for pid_file in (workdir / "runs").glob("*/supervisor.pid"):
         text = pid_file.read_text().strip()
         if text and (workdir / "runs" / pid_file.parent.name / "runner.log").exists():
-            return int(text)
+            return int(text.split()[0])  # "PID START"
     return None
 
 
