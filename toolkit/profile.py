@@ -140,9 +140,9 @@ def model_file(path: str | os.PathLike[str]) -> ModelFile:
     model = Path(path).expanduser()
     if not model.is_file():
         raise BadInputError(f"{model}: no such model file", "give the path of a .tflite file")
-    if model.stat().st_size == 0:
-        raise BadInputError(f"{model}: the file is empty", "re-run the conversion that produced it")
     stat = model.stat()
+    if stat.st_size == 0:
+        raise BadInputError(f"{model}: the file is empty", "re-run the conversion that produced it")
     try:
         metadata = _metadata_cached(str(model.resolve()), stat.st_size, stat.st_mtime_ns)
     except ToolkitError as error:
@@ -504,8 +504,7 @@ def _no_document_error(result: Any, uri: str) -> ToolkitError:
 
 # --- the benchmark_model runner -------------------------------------------------------------------
 
-# One round trip: create folders ($1, $2), then say which of the remaining paths exist.
-# `sh -c PREPARE_SCRIPT sh FOLDER... -- FILE...`: make the folders, say which files exist.
+# One round trip, `sh -c PREPARE_SCRIPT sh FOLDER... -- FILE...`: make the folders, say which files exist.
 PREPARE_SCRIPT = (
     'for d in "$@"; do shift; [ "$d" = -- ] && break; mkdir -p "$d"; done; '
     'for f in "$@"; do [ -e "$f" ] && echo "have $f"; done; true'

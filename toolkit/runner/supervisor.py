@@ -143,7 +143,7 @@ def _start_time(pid: int) -> str | None:
 
 
 def pid_file_text(pid: int) -> str:
-    """ "PID START": the supervisor's identity, which a reused PID does not fake."""
+    """The PID file's text, "PID START": an identity that a reused PID does not fake."""
     started = _start_time(pid)
     return f"{pid} {started}" if started else str(pid)
 
