@@ -9,6 +9,8 @@ import time
 from collections import defaultdict
 from typing import Any, TextIO
 
+from rich.markup import escape
+
 from toolkit.output import to_jsonable
 
 
@@ -88,7 +90,9 @@ class LiveProgress:
             self._live.update(self._render())
 
     def _render(self) -> Any:
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title="edgetk farm", title_justify="left", header_style="bold")
         for column in ("device", "done", "failed", "skipped", "remaining", "now", "ETA"):
@@ -109,10 +113,9 @@ class LiveProgress:
                 )
             etas = [s.eta_s() for s in self.devices.values()]
             overall = None if any(e is None for e in etas) else max(etas, default=0.0)
-            table.caption = f"elapsed {time.monotonic() - self.started:.0f} s, ETA {_eta(overall)}" + (
-                "\n" + "\n".join(self.messages[-4:]) if self.messages else ""
-            )
-        return table
+            lines = [f"elapsed {time.monotonic() - self.started:.0f} s, ETA {_eta(overall)}", *self.messages[-4:]]
+        # Below the table, left-aligned and unwrapped by its width: store paths and errors stay readable.
+        return Group(table, *(Text.from_markup(line) for line in lines))
 
 
 def _eta(seconds: float | None) -> str:
@@ -130,7 +133,7 @@ def _on_started(progress: LiveProgress, event: dict[str, Any]) -> None:
     for name, count in (event.get("devices") or {}).items():
         progress.devices[name].total = count
     progress.messages.append(
-        f"{event.get('pending')} of {event.get('planned')} job(s) to run; store {event.get('store')}"
+        f"{event.get('pending')} of {event.get('planned')} job(s) to run; store {escape(str(event.get('store')))}"
     )
 
 
@@ -148,7 +151,9 @@ def _on_job_finished(progress: LiveProgress, event: dict[str, Any]) -> None:
             state.durations.append(float(event["duration_s"]))
     elif status == "failed":
         state.failed += 1
-        progress.messages.append(f"[red]failed[/red] {event.get('job')}: {event.get('error')}")
+        progress.messages.append(
+            f"[red]failed[/red] {escape(str(event.get('job')))}: {escape(str(event.get('error')))}"
+        )
     else:
         state.skipped += 1
     state.current = ""
@@ -157,13 +162,13 @@ def _on_job_finished(progress: LiveProgress, event: dict[str, Any]) -> None:
 def _on_retry(progress: LiveProgress, event: dict[str, Any]) -> None:
     progress.devices[event["device"]].retries += 1
     progress.messages.append(
-        f"[yellow]retry[/yellow] {event['device']} in {event.get('delay_s', 0):.0f} s: {event.get('error')}"
+        f"[yellow]retry[/yellow] {escape(event['device'])} in {event.get('delay_s', 0):.0f} s: {escape(str(event.get('error')))}"
     )
 
 
 def _on_quarantined(progress: LiveProgress, event: dict[str, Any]) -> None:
     progress.devices[event["device"]].quarantined = True
-    progress.messages.append(f"[red]{event.get('reason')}[/red]")
+    progress.messages.append(f"[red]{escape(str(event.get('reason')))}[/red]")
 
 
 def _on_conversion(progress: LiveProgress, event: dict[str, Any]) -> None:
@@ -173,7 +178,8 @@ def _on_conversion(progress: LiveProgress, event: dict[str, Any]) -> None:
         "conversion_failed": "[red]conversion failed[/red]",
     }
     progress.messages.append(
-        f"{verb.get(event['event'], event['event'])} {event.get('model')} {', '.join(event.get('variants') or [])}"
+        f"{verb.get(event['event'], event['event'])} {escape(str(event.get('model')))} "
+        + escape(", ".join(event.get("variants") or []))
     )
 
 
