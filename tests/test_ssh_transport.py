@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from toolkit.errors import (
     UnreachableError,
 )
 from toolkit.transports import open_transport
-from toolkit.transports.base import is_temporary_name
+from toolkit.transports.base import is_temporary_name, run_process
 
 pytestmark = pytest.mark.network
 
@@ -74,6 +77,54 @@ def test_expired_shared_connection_is_reopened_and_closed(sshd):
     assert sshd.log.read_text().count("Accepted publickey") == 2
 
 
+def _hang_up_on_everyone(server: socket.socket) -> None:
+    while True:
+        try:
+            server.accept()[0].close()
+        except OSError:  # the test closed the socket
+            return
+
+
+def test_checking_a_master_that_is_going_away_never_logs_in(sshd):
+    """`ssh -O check` meeting a socket whose master fails the hello must not become a master itself."""
+    transport = open_transport(sshd.uri, sshd.transport_options())
+    transport.run(["true"])
+    master = int(re.search(rb"pid=(\d+)", run_process(transport.control_argv("check")).stderr).group(1))
+    os.kill(master, signal.SIGKILL)
+    wait_for(lambda: process_state(master) in (None, "Z"), 10, "the master to die")
+    socket_path = Path(transport.control_path)
+    socket_path.unlink()
+    with socket.socket(socket.AF_UNIX) as dying:  # a master on its way out: accepts, then hangs up
+        dying.bind(str(socket_path))
+        dying.listen()
+        threading.Thread(target=_hang_up_on_everyone, args=(dying,), daemon=True).start()
+        assert not transport.master_running()
+        transport.close()
+    assert sshd.log.read_text().count("Accepted publickey") == 1
+
+
+def test_proxyjump_from_the_users_ssh_config(sshd_factory, tmp_path):
+    """A board behind a jump host, as the user's ssh_config says: commands, uploads and the shared
+    connection's control commands all go through it."""
+    jump, board = sshd_factory(host="127.0.0.2"), sshd_factory(host="127.0.0.3")
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        board.ssh_config.read_text().replace(
+            f"Host {board.alias}\n", f"Host {board.alias}\n    ProxyJump {jump.alias}\n"
+        )
+        + jump.ssh_config.read_text()
+    )
+    (tmp_path / "model.tflite").write_bytes(b"model bytes")
+    with open_transport(board.alias, {**board.alias_options(), "ssh_config": str(config)}) as transport:
+        assert transport.run(["echo", "on the board"]).stdout == "on the board\n"
+        transport.push(tmp_path / "model.tflite", f"{transport.workdir}/models/model.tflite")
+        assert Path(board.root, "device", "models", "model.tflite").read_bytes() == b"model bytes"
+        assert transport.master_running()
+    wait_for(lambda: board.session_pids() == [] and jump.session_pids() == [], 30, "the sessions to end")
+    assert board.log.read_text().count("Accepted publickey") == 1  # one shared connection did it all
+    assert jump.log.read_text().count("Accepted publickey") == 1  # the way in went through the jump host
+
+
 def test_without_multiplexing_each_command_logs_in(sshd):
     with open_transport(sshd.uri, sshd.transport_options(multiplex=False)) as transport:
         transport.run(["true"])
@@ -117,10 +168,17 @@ def test_push_replaces_an_existing_file(ssh_transport, tmp_path):
     assert Path(remote).read_bytes() == b"new"
 
 
-def test_push_into_a_missing_folder_fails_cleanly(ssh_transport, tmp_path):
-    (tmp_path / "f").write_bytes(b"x")
-    with pytest.raises(RemoteCommandError):
-        ssh_transport.push(tmp_path / "f", f"{ssh_transport.workdir}/missing/f")
+def test_push_creates_the_folder_and_fails_cleanly_where_it_cannot(ssh_transport, tmp_path):
+    data = bytes(range(256)) * 64  # every byte value: the stream is binary-safe
+    (tmp_path / "f").write_bytes(data)
+    ssh_transport.push(tmp_path / "f", f"{ssh_transport.workdir}/new folder/f")
+    assert Path(ssh_transport.workdir, "new folder", "f").read_bytes() == data
+    blocker = Path(ssh_transport.workdir, "a-file")
+    blocker.write_text("not a folder")
+    with pytest.raises(RemoteCommandError, match="could not upload f to") as info:
+        ssh_transport.push(tmp_path / "f", f"{blocker}/f")
+    assert info.value.exit_code == ExitCode.REMOTE_FAILED
+    assert sorted(p.name for p in Path(ssh_transport.workdir).iterdir()) == ["a-file", "new folder"]
 
 
 def test_relative_workdir_is_under_the_login_home(sshd):

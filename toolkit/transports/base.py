@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from toolkit.errors import CommandTimeoutError, RemoteCommandError
 
@@ -30,7 +30,7 @@ TAIL_LINES = 20
 # Marker in temporary upload names; `is_temporary_name` recognizes them for cleanup.
 TEMP_MARK = ".edgetk-tmp-"
 
-Stdin = str | bytes | None
+Stdin = str | bytes | BinaryIO | None  # an open binary file is streamed, not read into memory
 
 # Remote commands print their PID on stderr first (see ssh.py); the line is removed from results.
 PID_MARK = "edgetk-remote-pid="
@@ -152,11 +152,15 @@ def run_process(
     `what` names the command in the timeout message; `on_timeout(stdout, stderr)` runs after the kill, before the error is raised (the ssh
     transport uses it to kill the command on the device too).
     """
-    data = stdin.encode() if isinstance(stdin, str) else stdin
+    if stdin is None or isinstance(stdin, (str, bytes)):
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        child_stdin: Any = subprocess.PIPE if data is not None else subprocess.DEVNULL
+    else:
+        data, child_stdin = None, stdin  # the child reads the file itself
     start = time.perf_counter()
     proc = subprocess.Popen(
         list(argv),
-        stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+        stdin=child_stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -237,7 +241,7 @@ class Transport(ABC):
 
     @abstractmethod
     def push(self, local: str | os.PathLike[str], remote: str) -> None:
-        """Copy a local file to the device atomically (temporary name, then rename)."""
+        """Copy a local file to the device atomically (temporary name, then rename), creating its folder."""
 
     @abstractmethod
     def pull(self, remote: str, local: str | os.PathLike[str]) -> None:

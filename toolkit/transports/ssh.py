@@ -63,6 +63,8 @@ SSH_FAILED = 255  # ssh's own exit code for connection-level failures
 EXIT_MARK = "edgetk-exit="
 REPORT_EXIT = f's=$?; printf \'{EXIT_MARK}%s\\n\' "$s" >&2; exit "$s"'
 _EXIT_LINE = re.compile(rf"{re.escape(EXIT_MARK)}(\d+)\r?\n?\Z")
+# `sh -c UPLOAD_SCRIPT sh FOLDER TEMP FINAL` with the file on stdin: an interrupted copy leaves only TEMP.
+UPLOAD_SCRIPT = 'mkdir -p -- "$1" && cat > "$2" && mv -f -- "$2" "$3"'
 
 
 def split_exit(stderr: str) -> tuple[str, int | None]:
@@ -243,12 +245,28 @@ class SshTransport(Transport):
         """The master's socket: a short private folder (unix socket paths are limited to ~104 bytes)."""
         if self._control_dir is None:
             self._control_dir = tempfile.mkdtemp(prefix="etk-", dir="/tmp")
-        return os.path.join(self._control_dir, "%C")
+        return os.path.join(self._control_dir, "master.sock")  # one folder per transport, so one name
 
     def ssh_argv(self, *args: str, remote_line: str | None = None) -> list[str]:
         """A full ssh command line for this device: options, destination, then the remote line."""
         remote = [remote_line] if remote_line is not None else []
         return [self.options.ssh_path, *self.common_options(), *args, "--", self.target.destination, *remote]
+
+    def control_argv(self, operation: str) -> list[str]:
+        """`ssh -O check|exit` for the shared connection, which never logs in itself.
+
+        When the socket's master is on its way out ("master hello exchange failed"), OpenSSH goes on
+        to connect to the host as if no -O had been given: `-O check` would log in (and, with
+        ControlMaster=auto, become a new master) just to say "running". A proxy command that fails
+        stops that; the first value given for an option wins, so these go first. The control path
+        is a fixed name (not %C, whose hash would change with the proxy in newer OpenSSH).
+        """
+        return [
+            self.options.ssh_path,
+            *("-o", "ControlMaster=no", "-o", "ProxyCommand=false"),
+            *self.common_options(),
+            *("-O", operation, "--", self.target.destination),
+        ]
 
     def _scp_location(self, remote: str) -> str:
         host = self.target.destination
@@ -296,7 +314,7 @@ class SshTransport(Transport):
             # Also when a command re-opened the connection itself (ControlMaster=auto).
             if any(name != "master.log" for name in os.listdir(self._control_dir)):
                 try:
-                    run_process(self.ssh_argv("-O", "exit"), timeout=10)
+                    run_process(self.control_argv("exit"), timeout=10)
                 except DeviceError:
                     pass
             shutil.rmtree(self._control_dir, ignore_errors=True)
@@ -308,7 +326,7 @@ class SshTransport(Transport):
         """True while the shared connection is up (`ssh -O check`)."""
         if not self._master_started:
             return False
-        return run_process(self.ssh_argv("-O", "check"), timeout=10).returncode == 0
+        return run_process(self.control_argv("check"), timeout=10).returncode == 0
 
     # --- commands --------------------------------------------------------------------------
 
@@ -404,16 +422,29 @@ class SshTransport(Transport):
     # --- files -----------------------------------------------------------------------------
 
     def push(self, local: str | os.PathLike[str], remote: str) -> None:
-        """scp to a temporary name in the target folder, then `mv` into place (atomic)."""
+        """Stream the file into a temporary name in the target folder, then `mv` it into place (atomic).
+
+        One command over the shared connection (folder, copy and rename; only `sh`, `mkdir`, `cat`
+        and `mv` on the device, so boards whose sshd has no SFTP server work too) instead of an scp
+        plus an `mv`: with a login shell that takes a while to start, each round trip counts.
+        """
         source = Path(local)
         if not source.is_file():
             raise BadInputError(f"{source}: no such file to upload", "check the path")
         remote = self.absolute(remote)
         temp = temporary_name(remote)
-        self.connect()
+        argv = ["sh", "-c", UPLOAD_SCRIPT, "sh", posixpath.dirname(remote), temp, remote]
         try:
-            self._scp(str(source), self._scp_location(temp), f"upload {source.name} to {remote}")
-            self.run(["mv", "-f", "--", temp, remote])
+            with source.open("rb") as handle:
+                result = self.run(argv, check=False, stdin=handle)
+            if result.returncode != 0:
+                raise RemoteCommandError(
+                    f"{self.target.describe()}: could not upload {source.name} to {remote}: "
+                    f"{tail(result.stderr, 1) or f'exit status {result.returncode}'}",
+                    "check the remote folder is writable and that the disk is not full",
+                    returncode=result.returncode,
+                    stderr_tail=tail(result.stderr),
+                )
         except BaseException:
             self._forget_temporary(temp)
             raise
