@@ -10,7 +10,7 @@ already contains the ssh round trips and uploads the target is about.
 The orchestration overhead is reported per job in ms, with a breakdown whose rows add up to it:
 
 - reaching the device: `duration_s - device_time_s` of each job, in two parts: the ssh and scp
-  commands' time beyond the device's own time (probe, uploads, renames, and each runner command's
+  commands' time beyond the device's own time (probe, cache check, uploads, and each runner command's
   ssh round trip), and the controller's own work inside `profile_model` between those commands
 - around the profile call: job_started -> job_finished minus `duration_s` (transport pool, storing)
 - between jobs on a device: job_finished -> that device's next job_started
@@ -19,7 +19,7 @@ The orchestration overhead is reported per job in ms, with a breakdown whose row
 
 Idle time of a device whose jobs are done while another still works is imbalance, shown apart.
 Every ssh and scp command the controller runs is counted by kind (connect, runner, probe, upload,
-rename, ...), so a change in round trips per job shows up here, and the controller's own CPU per
+cache check, ...), so a change in round trips per job shows up here, and the controller's own CPU per
 attempt tells its work from its waiting (eight simulated devices measure on the controller's two
 cores, which real boards never do).
 
@@ -171,6 +171,7 @@ def _host(argv: list[str]) -> str:
 # What a remote command is: by its program, else by a word in it.
 PROGRAM_KINDS = {"mv": "rename after upload", "rm": "remove run folder", "true": "health probe"}
 REMOTE_KINDS: tuple[tuple[str, str], ...] = (
+    ('cat > "$2"', "upload (one ssh command)"),  # first: its arguments name runner.pyz too
     ("mkdirs", "setup probe"),  # before the runner: the probe's argument names runner.pyz
     ('echo "have', "folders + cache check (shell)"),  # a new model on a device whose setup is known
     ("runner-", "runner (the job itself)"),

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -281,6 +282,25 @@ def test_command_timeout_kills_the_remote_command(ssh_transport, tmp_path):
     remote_pid = int(pid_file.read_text())
     wait_for(lambda: process_state(remote_pid) in (None, "Z"), 30, "the remote command to be killed")
     assert ssh_transport.run(["echo", "still usable"]).stdout == "still usable\n"
+
+
+def test_upload_script_renames_only_a_complete_copy(tmp_path):
+    """What runs on the device: a stream cut short ends `cat` with a plain EOF, so the size decides."""
+    from toolkit.transports.ssh import UPLOAD_SCRIPT
+
+    folder = tmp_path / "new folder"
+
+    def upload(data: bytes, size: int) -> subprocess.CompletedProcess:
+        argv = ["sh", "-c", UPLOAD_SCRIPT, "sh", str(folder), str(folder / ".m.tmp"), str(folder / "m"), str(size)]
+        return subprocess.run(argv, input=data, capture_output=True)
+
+    cut = upload(b"half", 8)
+    assert cut.returncode == 1
+    assert cut.stderr == b"upload incomplete: 4 of 8 bytes arrived\n"
+    assert sorted(p.name for p in folder.iterdir()) == [".m.tmp"]
+    assert upload(b"complete", 8).returncode == 0
+    assert (folder / "m").read_bytes() == b"complete"
+    assert sorted(p.name for p in folder.iterdir()) == ["m"]
 
 
 def test_server_killed_mid_upload_leaves_no_complete_looking_file(sshd, ssh_transport, tmp_path):

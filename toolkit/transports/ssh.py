@@ -63,8 +63,14 @@ SSH_FAILED = 255  # ssh's own exit code for connection-level failures
 EXIT_MARK = "edgetk-exit="
 REPORT_EXIT = f's=$?; printf \'{EXIT_MARK}%s\\n\' "$s" >&2; exit "$s"'
 _EXIT_LINE = re.compile(rf"{re.escape(EXIT_MARK)}(\d+)\r?\n?\Z")
-# `sh -c UPLOAD_SCRIPT sh FOLDER TEMP FINAL` with the file on stdin: an interrupted copy leaves only TEMP.
-UPLOAD_SCRIPT = 'mkdir -p -- "$1" && cat > "$2" && mv -f -- "$2" "$3"'
+# `sh -c UPLOAD_SCRIPT sh FOLDER TEMP FINAL SIZE` with the file on stdin. A connection that dies
+# mid-copy ends `cat` with a plain EOF (exit 0) and the remote shell lives on, so the size decides
+# whether TEMP becomes FINAL; an interrupted copy leaves only TEMP.
+UPLOAD_SCRIPT = (
+    'mkdir -p -- "$1" && cat > "$2" || exit 1; n=$(wc -c < "$2") || exit 1; '
+    'if [ $((n)) -ne "$4" ]; then echo "upload incomplete: $((n)) of $4 bytes arrived" >&2; exit 1; fi; '
+    'mv -f -- "$2" "$3"'
+)
 
 
 def split_exit(stderr: str) -> tuple[str, int | None]:
@@ -433,9 +439,10 @@ class SshTransport(Transport):
             raise BadInputError(f"{source}: no such file to upload", "check the path")
         remote = self.absolute(remote)
         temp = temporary_name(remote)
-        argv = ["sh", "-c", UPLOAD_SCRIPT, "sh", posixpath.dirname(remote), temp, remote]
         try:
             with source.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                argv = ["sh", "-c", UPLOAD_SCRIPT, "sh", posixpath.dirname(remote), temp, remote, str(size)]
                 result = self.run(argv, check=False, stdin=handle)
             if result.returncode != 0:
                 raise RemoteCommandError(
