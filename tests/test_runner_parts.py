@@ -360,3 +360,17 @@ def test_abandoned_run_folders_are_removed_and_live_ones_kept(tmp_path):
     remove_abandoned_runs(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged", "fresh", "legacy", "live"]
     assert pid_file_text(me).startswith(f"{me} ")
+
+
+def test_a_run_folder_loses_its_pid_file_last(tmp_path, monkeypatch):
+    from toolkit.runner.supervisor import PID_FILE, remove_folder
+
+    for name in ("request.json", PID_FILE, "runner.log", "result.json"):
+        (tmp_path / name).write_text("x")
+    removed = []
+    real_unlink = os.unlink
+    monkeypatch.setattr(os, "unlink", lambda path: (removed.append(os.path.basename(path)), real_unlink(path))[1])
+    remove_folder(str(tmp_path))
+    assert removed[-1] == PID_FILE
+    assert sorted(removed) == sorted(["request.json", PID_FILE, "runner.log", "result.json"])
+    assert not tmp_path.exists()

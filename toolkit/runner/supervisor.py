@@ -103,6 +103,9 @@ def remove_folder(path: str) -> None:
         entries = list(os.scandir(path))
     except OSError:
         entries = []
+    # The PID file last: a removal cut short (the runner killed meanwhile) leaves a folder that still
+    # names its dead owner, so the next run removes it instead of waiting for the age rule.
+    entries.sort(key=lambda entry: entry.name == PID_FILE)
     for entry in entries:
         try:
             if entry.is_dir(follow_symlinks=False):
