@@ -49,16 +49,24 @@ def entry_perf_counter() -> float:
     return _ENTRY["perf"]
 
 
-def kernel_start_boottime(path: str = STAT) -> tuple[float, float] | None:
-    """(start, resolution) of this process in seconds since boot, from /proc; None without it."""
+def start_ticks(path: str = STAT) -> int | None:
+    """A process's start in clock ticks since boot (field 22 of /proc/PID/stat); None without /proc."""
     try:
         with open(path) as handle:
             text = handle.read()
-        ticks = int(text.rsplit(")", 1)[1].split()[19])  # field 22; the name may hold spaces and ')'
-        hertz = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
+        return int(text.rsplit(")", 1)[1].split()[19])  # the name before ')' may hold spaces and ')'
+    except (OSError, ValueError, IndexError):
         return None
-    if hertz <= 0:
+
+
+def kernel_start_boottime(path: str = STAT) -> tuple[float, float] | None:
+    """(start, resolution) of this process in seconds since boot, from /proc; None without it."""
+    ticks = start_ticks(path)
+    try:
+        hertz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if ticks is None or hertz <= 0:
         return None
     return ticks / hertz, 1.0 / hertz
 

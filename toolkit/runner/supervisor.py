@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from toolkit.errors import CommandTimeoutError, RunnerCrashedError, ToolkitError
-from toolkit.runner.clock import Phases, entry_perf_counter, process_age_s
+from toolkit.runner.clock import Phases, entry_perf_counter, process_age_s, start_ticks
 from toolkit.runner.protocol import ERROR_STATUS, OK_STATUS, frame_text, with_fields
 
 REQUEST_FILE = "request.json"
@@ -132,23 +132,14 @@ def _alive(pid: int, started: str | None = None) -> bool:
         pass
     if started is None:
         return True
-    now = _start_time(pid)
-    return now is None or now == started  # a different start time: the PID was reused
-
-
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (clock ticks since boot), or None where there is no /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return None
+    now = start_ticks(f"/proc/{pid}/stat")
+    return now is None or str(now) == started  # a different start time: the PID was reused
 
 
 def pid_file_text(pid: int) -> str:
     """The PID file's text, "PID START": an identity that a reused PID does not fake."""
-    started = _start_time(pid)
-    return f"{pid} {started}" if started else str(pid)
+    started = start_ticks(f"/proc/{pid}/stat")
+    return f"{pid} {started}" if started is not None else str(pid)
 
 
 def reader_gone(fd: int = 1) -> bool:
