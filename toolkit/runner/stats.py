@@ -78,25 +78,23 @@ def median_ci_rel_of(values: np.ndarray, confidence: float = 0.95) -> float | No
     ranks = median_ci_ranks(n, confidence)
     if ranks is None:
         return None
-    lo, hi = ranks
     mid = n // 2
-    part = np.partition(values, sorted({lo, hi, mid, max(mid - 1, 0)}))
-    median = float(part[mid]) if n % 2 else (float(part[mid - 1]) + float(part[mid])) / 2.0
-    if median <= 0:
-        return None
-    return (float(part[hi]) - float(part[lo])) / 2.0 / median
+    return _ci_rel(np.partition(values, sorted({*ranks, mid, max(mid - 1, 0)})), ranks)
 
 
 def median_ci_rel(sorted_samples: Sequence[float], confidence: float = 0.95) -> float | None:
     """Half-width of the median's CI divided by the median; None when it cannot be computed yet."""
     ranks = median_ci_ranks(len(sorted_samples), confidence)
-    if ranks is None:
-        return None
+    return None if ranks is None else _ci_rel(sorted_samples, ranks)
+
+
+def _ci_rel(ordered: Sequence[float], ranks: tuple[int, int]) -> float | None:
+    """The relative CI half-width from samples whose ranks `ranks` and median ranks are in place."""
     lo, hi = ranks
-    median = _median_of_sorted(sorted_samples)
+    median = _median_of_sorted(ordered)
     if median <= 0:
         return None
-    return (float(sorted_samples[hi]) - float(sorted_samples[lo])) / 2.0 / median
+    return (float(ordered[hi]) - float(ordered[lo])) / 2.0 / median
 
 
 def _median_of_sorted(values: Sequence[float]) -> float:
