@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.ssh import needs_sshd
+from tests.servers.procs import handles, send_all, wait_for
 from toolkit.errors import (
     CommandTimeoutError,
     DeviceError,
@@ -73,19 +74,7 @@ def _runner_pids(marker: str) -> list[int]:
 
 
 def _kill_leftovers(marker: str) -> None:
-    for pid in _runner_pids(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    send_all(handles(_runner_pids(marker)), signal.SIGKILL)
 
 
 def test_profile_over_ssh_end_to_end_and_cached_on_the_second_run(sshd, tflite_cnn_fp32):
@@ -168,7 +157,7 @@ def test_device_hung_mid_run_is_lost_and_the_runner_stops_itself(sshd, tflite_cn
     worker = threading.Thread(target=run)
     worker.start()
     try:
-        _wait_for(lambda: any((workdir / "runs").glob("*/request.json")), 60, "the runner to start")
+        wait_for(lambda: any((workdir / "runs").glob("*/request.json")), 60, "the runner to start")
         time.sleep(1.0)
         sshd.pause()
         worker.join(60)
@@ -180,7 +169,7 @@ def test_device_hung_mid_run_is_lost_and_the_runner_stops_itself(sshd, tflite_cn
         worker.join(30)
     try:
         sshd.stop()  # the sessions go: the runner stops itself, or was killed by the timeout
-        _wait_for(lambda: not _runner_pids(str(workdir)), 30, "the orphaned runner to stop")
+        wait_for(lambda: not _runner_pids(str(workdir)), 30, "the orphaned runner to stop")
     finally:
         _kill_leftovers(str(workdir))
     sshd.start()
@@ -202,7 +191,7 @@ def test_server_killed_mid_upload_leaves_no_complete_looking_model(sshd, tflite_
             return any(".edgetk-tmp-" in p.name for p in models.glob("*/*")) if models.is_dir() else False
 
         try:
-            _wait_for(uploading, 120, "the model upload to start")
+            wait_for(uploading, 120, "the model upload to start")
         except AssertionError:
             return
         sshd.kill()

@@ -14,13 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.servers.procs import alive, children_of, wait_for
 from toolkit.profile import ProfileRequest, profile_model
 from toolkit.results import BenchmarkSettings, validate_result
 
@@ -207,36 +207,14 @@ def _start_runner(model, tmp_path) -> tuple[subprocess.Popen, Path]:
     return proc, rundir
 
 
-def _children(pid: int) -> list[int]:
-    from tests.servers.procs import children_of
-
-    return children_of(pid)
-
-
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state == "Z"
-
-
 def test_supervisor_stops_when_nobody_reads_its_answer(tflite_cnn_fp32, tmp_path):
     proc, rundir = _start_runner(tflite_cnn_fp32, tmp_path)
     try:
-        _wait_for(lambda: (rundir / "runner.log").exists() and _children(proc.pid), 60, "the measurement to start")
-        (child,) = _children(proc.pid)
+        wait_for(lambda: (rundir / "runner.log").exists() and children_of(proc.pid), 60, "the measurement to start")
+        (child,) = children_of(proc.pid)
         proc.stdout.close()  # the controller is gone; the supervisor's parent (us) is not
         assert proc.wait(timeout=30) == 98  # ORPHANED_STATUS, long before the 120 s measurement ends
-        _wait_for(lambda: _gone(child), 10, "the measuring child to be stopped")
+        wait_for(lambda: not alive(child), 10, "the measuring child to be stopped")
         assert not rundir.exists()
     finally:
         proc.kill()
@@ -246,11 +224,11 @@ def test_supervisor_stops_when_nobody_reads_its_answer(tflite_cnn_fp32, tmp_path
 def test_the_measuring_child_dies_with_its_supervisor(tflite_cnn_fp32, tmp_path):
     proc, rundir = _start_runner(tflite_cnn_fp32, tmp_path)
     try:
-        _wait_for(lambda: (rundir / "runner.log").exists() and _children(proc.pid), 60, "the measurement to start")
-        (child,) = _children(proc.pid)
+        wait_for(lambda: (rundir / "runner.log").exists() and children_of(proc.pid), 60, "the measurement to start")
+        (child,) = children_of(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)  # what the OOM killer does to the supervisor
         assert proc.wait(timeout=10) == -signal.SIGKILL
-        _wait_for(lambda: _gone(child), 10, "the orphaned measurement to die with its supervisor")
+        wait_for(lambda: not alive(child), 10, "the orphaned measurement to die with its supervisor")
     finally:
         proc.kill()
         proc.wait()

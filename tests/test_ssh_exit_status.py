@@ -12,13 +12,12 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.ssh import needs_sshd
-from tests.servers.procs import children_of
+from tests.servers.procs import ProcessHandle, alive, children_of, handles, send_all, wait_for
 from toolkit.errors import RunnerCrashedError
 from toolkit.profile import ProfileRequest, profile_model
 from toolkit.results import BenchmarkSettings
@@ -65,17 +64,6 @@ def _profile_in_thread(model, server, workdir: Path) -> tuple[threading.Thread, 
     return worker, outcome
 
 
-def _wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def _supervisor_pid(workdir: Path) -> int | None:
     for pid_file in (workdir / "runs").glob("*/supervisor.pid"):
         text = pid_file.read_text().strip()
@@ -84,22 +72,20 @@ def _supervisor_pid(workdir: Path) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+def _measuring_runner(workdir: Path, started: list[ProcessHandle]) -> tuple[int, int]:
+    """(supervisor, measuring child) once the runner measures; handles on both go into `started`."""
+    supervisor = wait_for(lambda: _supervisor_pid(workdir), 60, "the runner to measure")
+    child = wait_for(lambda: children_of(supervisor), 30, "the measuring child")[0]
+    started += handles([supervisor, child])
+    return supervisor, child
 
 
 def test_a_runner_killed_by_the_oom_killer_is_a_crash_with_its_signal(sshd, tflite_cnn_fp32, tmp_path):
     workdir = tmp_path / "device"
     worker, outcome = _profile_in_thread(tflite_cnn_fp32, sshd, workdir)
-    started: list[int] = []
+    started: list[ProcessHandle] = []
     try:
-        supervisor = _wait_for(lambda: _supervisor_pid(workdir), 60, "the runner to measure")
-        child = _wait_for(lambda: children_of(supervisor), 30, "the measuring child")[0]
-        started += [supervisor, child]
+        supervisor, child = _measuring_runner(workdir, started)
         os.kill(supervisor, signal.SIGKILL)
         worker.join(60)
         assert not worker.is_alive()
@@ -108,10 +94,10 @@ def test_a_runner_killed_by_the_oom_killer_is_a_crash_with_its_signal(sshd, tfli
         assert error.details["signal_name"] == "SIGKILL"
         assert "out-of-memory" in error.message
         assert not error.transient
-        _wait_for(lambda: not _alive(child), 10, "the measurement to die with its supervisor")
+        wait_for(lambda: not alive(child), 10, "the measurement to die with its supervisor")
         assert list((workdir / "runs").iterdir()) == []  # the controller cleared the run folder
     finally:
-        _kill(started)
+        send_all(started, signal.SIGKILL)
         worker.join(5)
 
 
@@ -119,30 +105,18 @@ def test_a_runner_whose_connection_died_stops_by_itself(sshd, tflite_cnn_fp32, t
     """Only the ssh session goes (its sshd process is killed): the runner, under its shell, notices."""
     workdir = tmp_path / "device"
     worker, outcome = _profile_in_thread(tflite_cnn_fp32, sshd, workdir)
-    started: list[int] = []
+    started: list[ProcessHandle] = []
     try:
-        supervisor = _wait_for(lambda: _supervisor_pid(workdir), 60, "the runner to measure")
-        child = _wait_for(lambda: children_of(supervisor), 30, "the measuring child")[0]
-        started += [supervisor, child]
+        supervisor, child = _measuring_runner(workdir, started)
         sessions = [pid for pid in children_of(sshd.proc.pid) if _command(pid) == "sshd"]
         for pid in sessions:
             os.kill(pid, signal.SIGKILL)
-        _wait_for(lambda: not _alive(supervisor) and not _alive(child), 30, "the runner to stop by itself")
+        wait_for(lambda: not alive(supervisor) and not alive(child), 30, "the runner to stop by itself")
         worker.join(60)
         assert "error" in outcome  # the controller saw the connection die
     finally:
-        _kill(started)
+        send_all(started, signal.SIGKILL)
         worker.join(5)
-
-
-def _kill(pids: list[int]) -> None:
-    """Stop what a failed check left running (by PID: the runner processes this test started)."""
-    for pid in pids:
-        if _alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _command(pid: int) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.procs import time_out_after_start
+from tests.servers.procs import alive, time_out_after_start
 from toolkit.errors import CommandTimeoutError, ConfigError, ExitCode, RemoteCommandError
 from toolkit.transports import (
     AdbOptions,
@@ -72,15 +72,7 @@ def test_timeout_kills_the_command_and_its_children(local, tmp_path):
     assert error.transient
     child = int(marker.read_text())
     # The child was in the killed process group: it must be gone (reaped by init) or a zombie.
-    assert not _alive(child)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
+    assert not alive(child)
 
 
 def test_argv_must_be_a_list_not_a_shell_line(local):

@@ -151,13 +151,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.01) -> None:
-    """Poll predicate until it is true; raise RuntimeError naming `what` on timeout."""
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.01):
+    """Poll predicate until it gives a true value, and return that; raise RuntimeError naming `what` on timeout."""
     deadline = time.monotonic() + timeout_s
-    while not predicate():
+    while not (value := predicate()):
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(interval_s)
+    return value
 
 
 def process_state(pid: int) -> str | None:
@@ -166,6 +167,11 @@ def process_state(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return None
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and has not exited (a zombie waiting to be reaped is not alive)."""
+    return process_state(pid) not in (None, "Z", "X")
 
 
 def time_out_after_start(run, started: Path, error: type[BaseException], timeouts=(2, 8, 30, 120)) -> BaseException:
