@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.procs import process_state, wait_for
 from toolkit.errors import DeviceSetupError
 from toolkit.runner import thermal
 from toolkit.runner.fingerprint import DUMP_SCRIPT, Facts, fingerprint, local_facts, parse_dump, parse_getprop
@@ -374,3 +375,19 @@ def test_a_run_folder_loses_its_pid_file_last(tmp_path, monkeypatch):
     assert removed[-1] == PID_FILE
     assert sorted(removed) == sorted(["request.json", PID_FILE, "runner.log", "result.json"])
     assert not tmp_path.exists()
+
+
+def test_a_run_folder_whose_supervisor_is_a_zombie_is_removed(tmp_path):
+    """A killed supervisor reparented to an init that has not reaped it yet still answers kill(pid, 0)."""
+    from toolkit.runner.supervisor import PID_FILE, pid_file_text, remove_abandoned_runs
+
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie until reaped
+    try:
+        wait_for(lambda: process_state(exited.pid) == "Z", 10, "the child to exit")
+        folder = tmp_path / "killed"
+        folder.mkdir()
+        (folder / PID_FILE).write_text(pid_file_text(exited.pid))
+        remove_abandoned_runs(str(tmp_path))
+        assert not folder.exists()
+    finally:
+        exited.wait()

@@ -49,13 +49,23 @@ def entry_perf_counter() -> float:
     return _ENTRY["perf"]
 
 
-def start_ticks(path: str = STAT) -> int | None:
-    """A process's start in clock ticks since boot (field 22 of /proc/PID/stat); None without /proc."""
+def proc_stat(path: str = STAT) -> list | None:
+    """The fields of /proc/PID/stat from field 3 (the state) on; None without /proc or the process."""
     try:
         with open(path) as handle:
             text = handle.read()
-        return int(text.rsplit(")", 1)[1].split()[19])  # the name before ')' may hold spaces and ')'
-    except (OSError, ValueError, IndexError):
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()  # the name before ')' may hold spaces and ')'
+    return fields if len(fields) > 19 else None
+
+
+def start_ticks(path: str = STAT) -> int | None:
+    """A process's start in clock ticks since boot (field 22 of /proc/PID/stat); None without /proc."""
+    fields = proc_stat(path)
+    try:
+        return int(fields[19]) if fields else None
+    except ValueError:
         return None
 
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from toolkit.errors import CommandTimeoutError, RunnerCrashedError, ToolkitError
-from toolkit.runner.clock import Phases, entry_perf_counter, process_age_s, start_ticks
+from toolkit.runner.clock import Phases, entry_perf_counter, proc_stat, process_age_s, start_ticks
 from toolkit.runner.protocol import ERROR_STATUS, OK_STATUS, frame_text, with_fields
 
 REQUEST_FILE = "request.json"
@@ -130,10 +130,12 @@ def _alive(pid: int, started: str | None = None) -> bool:
         return False
     except PermissionError:  # someone else's process: alive
         pass
-    if started is None:
+    fields = proc_stat(f"/proc/{pid}/stat")
+    if fields is None:  # no /proc here: the signal's answer is all there is
         return True
-    now = start_ticks(f"/proc/{pid}/stat")
-    return now is None or str(now) == started  # a different start time: the PID was reused
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped (a killed supervisor whose parent is init)
+        return False
+    return started is None or fields[19] == started  # a different start time: the PID was reused
 
 
 def pid_file_text(pid: int) -> str:
